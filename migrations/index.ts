@@ -1,0 +1,11 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261124000000_init } from './Migration20261124000000_init.js';
+
+/**
+ * Every migration, in order. Listed explicitly so that the compiled server finds them without
+ * globbing the file system; `npm run migration:create` writes new files next to this one, which
+ * must then be added here.
+ */
+export const migrationsList: MigrationObject[] = [
+  { name: 'Migration20261124000000_init', class: Migration20261124000000_init },
+];

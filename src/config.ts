@@ -1,0 +1,173 @@
+/**
+ * Every environment variable the server reads, read once, validated, documented.
+ * The entry point calls {@link loadConfig} with `process.env`; nothing else reads the environment.
+ * README.md's configuration table mirrors this file.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export type NodeEnv = 'production' | 'development' | 'test';
+
+export interface AuthConfig {
+  /** HS256 shared secret (AUTH_JWT_SECRET). */
+  jwtSecret?: string;
+  /** JWKS endpoint for RS256/ES256/... keys (AUTH_JWKS_URL). */
+  jwksUrl?: string;
+  /** Expected `iss` claim (AUTH_JWT_ISSUER). */
+  issuer?: string;
+  /** Expected `aud` claim (AUTH_JWT_AUDIENCE). */
+  audience?: string;
+  /** Claim that holds the user id (AUTH_USER_ID_CLAIM). @default "sub" */
+  userIdClaim: string;
+  /** True when neither a secret nor a JWKS URL is configured and NODE_ENV is not production. */
+  devHeaderAllowed: boolean;
+}
+
+export interface Config {
+  nodeEnv: NodeEnv;
+  /** @default 4000 */
+  port: number;
+  /** @default "127.0.0.1" outside production, "0.0.0.0" in production */
+  host: string;
+  /** @default "info" ("warn" under NODE_ENV=test) */
+  logLevel: string;
+  /** Unset: embedded PostgreSQL under {@link dataDir}. */
+  databaseUrl?: string;
+  /** Where the embedded PostgreSQL keeps its cluster. @default ".data" */
+  dataDir: string;
+  /** Pool size of the PostgreSQL connection pool. @default 10 */
+  dbPoolMax: number;
+  auth: AuthConfig;
+  /** IANA time zone for the default title "Визия от DD.MM.YYYY". @default "UTC" */
+  titleTimeZone: string;
+  /** History window and default page of Vision.messages. @default 50 */
+  maxMessages: number;
+  /** Largest `first`/`last`. @default 200 */
+  maxPageSize: number;
+  /** @default 200 */
+  maxTitleChars: number;
+  /** Serialized size limit of `meta`. @default 16384 */
+  maxMetaBytes: number;
+  graphql: {
+    /** @default true */
+    introspection: boolean;
+    /** @default 10 */
+    maxDepth: number;
+    /** @default 15 */
+    maxAliases: number;
+    /** @default 5000 */
+    maxCost: number;
+    /** @default 2000 */
+    maxTokens: number;
+    /** Adds the `x-sql-statements` response header (statements run by the request). @default false */
+    exposeSqlStats: boolean;
+  };
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw;
+}
+
+function timeZone(env: Env, name: string, def: string): string {
+  const tz = str(env, name) ?? def;
+  try {
+    new Intl.DateTimeFormat('ru-RU', { timeZone: tz });
+  } catch {
+    throw new ConfigError(`${name} is not a known IANA time zone: "${tz}"`);
+  }
+  return tz;
+}
+
+/** Reads and validates the configuration; throws {@link ConfigError} with a clear message. */
+export function loadConfig(env: Env): Config {
+  const rawEnv = str(env, 'NODE_ENV') ?? 'development';
+  const nodeEnv: NodeEnv = rawEnv === 'production' || rawEnv === 'test' ? rawEnv : 'development';
+  const production = nodeEnv === 'production';
+
+  const jwtSecret = str(env, 'AUTH_JWT_SECRET');
+  const jwksUrl = url(env, 'AUTH_JWKS_URL', ['https:', 'http:']);
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    throw new ConfigError('AUTH_JWT_SECRET must be at least 32 characters (256 bits for HS256)');
+  }
+  const hasJwt = jwtSecret !== undefined || jwksUrl !== undefined;
+  if (production && !hasJwt) {
+    throw new ConfigError(
+      'NODE_ENV=production needs AUTH_JWT_SECRET or AUTH_JWKS_URL: the x-user-id development header is never accepted in production',
+    );
+  }
+
+  const logLevel = str(env, 'LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`);
+  }
+
+  return {
+    nodeEnv,
+    port: int(env, 'PORT', 4000, 0, 65535),
+    host: str(env, 'HOST') ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    logLevel,
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    dataDir: str(env, 'DATA_DIR') ?? '.data',
+    dbPoolMax: int(env, 'DB_POOL_MAX', 10, 1, 1000),
+    auth: {
+      jwtSecret,
+      jwksUrl,
+      issuer: str(env, 'AUTH_JWT_ISSUER'),
+      audience: str(env, 'AUTH_JWT_AUDIENCE'),
+      userIdClaim: str(env, 'AUTH_USER_ID_CLAIM') ?? 'sub',
+      devHeaderAllowed: !hasJwt && !production,
+    },
+    titleTimeZone: timeZone(env, 'TITLE_TIME_ZONE', 'UTC'),
+    maxMessages: int(env, 'MAX_MESSAGES', 50, 1, 1000),
+    maxPageSize: int(env, 'MAX_PAGE_SIZE', 200, 1, 1000),
+    maxTitleChars: int(env, 'MAX_TITLE_CHARS', 200, 1, 10000),
+    maxMetaBytes: int(env, 'MAX_META_BYTES', 16384, 2, 1048576),
+    graphql: {
+      introspection: bool(env, 'GRAPHQL_INTROSPECTION', true),
+      maxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1, 100),
+      maxAliases: int(env, 'GRAPHQL_MAX_ALIASES', 15, 0, 1000),
+      maxCost: int(env, 'GRAPHQL_MAX_COST', 5000, 1, 1000000),
+      maxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 10, 100000),
+      exposeSqlStats: bool(env, 'EXPOSE_SQL_STATS', false),
+    },
+  };
+}

@@ -1,0 +1,51 @@
+import type { Logger } from '../logger.js';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.js';
+import { initOrm, migrateUp, type Orm } from './orm.js';
+
+export interface Database {
+  orm: Orm;
+  /** The embedded cluster when DATABASE_URL was unset. */
+  embedded?: EmbeddedPostgresHandle;
+  /** Closes the pool, then stops the embedded cluster if this process started it. */
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to `databaseUrl`, or starts the embedded PostgreSQL in `dataDir` when it is unset,
+ * and applies pending migrations.
+ */
+export async function openDatabase(opts: {
+  databaseUrl?: string;
+  dataDir: string;
+  poolMax: number;
+  logger: Logger;
+  migrate?: boolean;
+}): Promise<Database> {
+  let embedded: EmbeddedPostgresHandle | undefined;
+  let url = opts.databaseUrl;
+  if (!url) {
+    embedded = await startEmbeddedPostgres({ dataDir: opts.dataDir, logger: opts.logger });
+    url = embedded.url;
+  }
+  let orm: Orm | undefined;
+  try {
+    orm = await initOrm(url, { poolMax: opts.poolMax, logger: opts.logger });
+    if (opts.migrate !== false) {
+      const applied = await migrateUp(orm);
+      if (applied.length) opts.logger.info({ applied }, 'migrations applied');
+    }
+  } catch (err) {
+    await orm?.close(true).catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    throw err;
+  }
+  const theOrm = orm;
+  return {
+    orm: theOrm,
+    embedded,
+    async close() {
+      await theOrm.close(true);
+      await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { AuthConfig } from '../config.js';
+import { UnauthenticatedError } from './errors.js';
+
+/** Longest user id accepted from a token or the development header. */
+const MAX_USER_ID = 200;
+
+export interface Identity {
+  userId: string;
+}
+
+export interface Authenticator {
+  /**
+   * Resolves the caller from an `Authorization` value and the development `x-user-id` value.
+   * Returns null when neither is present; throws UNAUTHENTICATED when a credential is invalid.
+   */
+  authenticate(authorization: string | undefined, devUserId: string | undefined): Promise<Identity | null>;
+}
+
+function checkUserId(raw: unknown): string {
+  if (typeof raw !== 'string' && typeof raw !== 'number') throw new UnauthenticatedError('The token carries no user id');
+  const id = String(raw).trim();
+  if (!id || id.length > MAX_USER_ID) throw new UnauthenticatedError('The token carries no valid user id');
+  return id;
+}
+
+/** JWT identity with `jose`: HS256 via a shared secret, or any asymmetric algorithm via JWKS. */
+export function createAuthenticator(config: AuthConfig): Authenticator {
+  let key: Uint8Array | JWTVerifyGetKey | undefined;
+  let algorithms: string[] | undefined;
+  if (config.jwtSecret) {
+    key = new TextEncoder().encode(config.jwtSecret);
+    algorithms = ['HS256'];
+  } else if (config.jwksUrl) {
+    key = createRemoteJWKSet(new URL(config.jwksUrl));
+  }
+
+  return {
+    async authenticate(authorization, devUserId) {
+      if (authorization !== undefined && authorization !== '') {
+        const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+        if (!m) throw new UnauthenticatedError('The Authorization header must be "Bearer <JWT>"');
+        if (!key) throw new UnauthenticatedError('JWT identity is not configured on this server');
+        try {
+          const { payload } = await jwtVerify(m[1]!, key as Uint8Array, {
+            algorithms,
+            issuer: config.issuer,
+            audience: config.audience,
+          });
+          return { userId: checkUserId(payload[config.userIdClaim]) };
+        } catch (err) {
+          if (err instanceof UnauthenticatedError) throw err;
+          const code = (err as { code?: string }).code;
+          const why =
+            code === 'ERR_JWT_EXPIRED'
+              ? 'the token has expired'
+              : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED'
+                ? `the token's ${(err as { claim?: string }).claim ?? ''} claim is not accepted`
+                : code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
+                  ? 'the token signature is invalid'
+                  : 'the token is invalid';
+          throw new UnauthenticatedError(`Invalid token: ${why}`);
+        }
+      }
+      if (devUserId !== undefined && devUserId !== '') {
+        if (!config.devHeaderAllowed) {
+          throw new UnauthenticatedError('The x-user-id header is accepted in development only; send a Bearer JWT');
+        }
+        const id = devUserId.trim();
+        if (!id || id.length > MAX_USER_ID) throw new UnauthenticatedError('x-user-id must be 1-200 characters');
+        return { userId: id };
+      }
+      return null;
+    },
+  };
+}

@@ -1,0 +1,16 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { VisionLoaders } from '../vision/vision.loaders.js';
+import type { Identity } from './auth.js';
+
+/** Built once per HTTP request and per subscription operation. */
+export interface GraphQLContext {
+  /** Null only for anonymous introspection; every root field is @Authorized. */
+  user: Identity | null;
+  /** A fork of the global EntityManager: its own identity map, never shared between requests. */
+  em: EntityManager;
+  loaders: VisionLoaders;
+  config: Config;
+  logger: Logger;
+}

@@ -1,0 +1,90 @@
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+
+/** The codes of the contract header; `extensions.code` is always one of these. */
+export enum ErrorCode {
+  UNAUTHENTICATED = 'UNAUTHENTICATED',
+  NOT_FOUND = 'NOT_FOUND',
+  BAD_USER_INPUT = 'BAD_USER_INPUT',
+  VISION_NOT_ACTIVE = 'VISION_NOT_ACTIVE',
+  VISION_BUSY = 'VISION_BUSY',
+  NOTHING_TO_RETRY = 'NOTHING_TO_RETRY',
+  LLM_FAILED = 'LLM_FAILED',
+  RATE_LIMITED = 'RATE_LIMITED',
+  INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR',
+}
+
+export class AppError extends GraphQLError {
+  constructor(message: string, code: ErrorCode, extensions: Record<string, unknown> = {}, httpStatus?: number) {
+    super(message, {
+      extensions: { ...extensions, code, ...(httpStatus ? { http: { status: httpStatus } } : {}) },
+    });
+  }
+}
+
+export class UnauthenticatedError extends AppError {
+  constructor(message = 'A valid identity is required') {
+    super(message, ErrorCode.UNAUTHENTICATED, {}, 401);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message = 'Vision not found') {
+    super(message, ErrorCode.NOT_FOUND);
+  }
+}
+
+export class BadUserInputError extends AppError {
+  constructor(message: string, field?: string) {
+    super(message, ErrorCode.BAD_USER_INPUT, field ? { field } : {});
+  }
+}
+
+export class VisionNotActiveError extends AppError {
+  constructor(status: string) {
+    super(`The vision is ${status.toUpperCase()}; its dialog accepts no new messages`, ErrorCode.VISION_NOT_ACTIVE, {
+      status: status.toUpperCase(),
+    });
+  }
+}
+
+const OWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/**
+ * Apollo and graphql-js report document problems with their own codes; the contract promises
+ * its codes only, so those become BAD_USER_INPUT (the original code stays in `extensions.reason`).
+ * PERSISTED_QUERY_* codes are kept: Apollo Client's APQ link depends on them.
+ */
+const INPUT_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+]);
+
+/**
+ * Formats every error that leaves the server. Unknown errors (database, bugs) keep no message,
+ * path to source or SQL in production: the client sees a generic INTERNAL_SERVER_ERROR and the
+ * server log has the details.
+ */
+export function createFormatError(opts: { production: boolean; onInternal: (err: unknown) => void }) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
+    if (OWN_CODES.has(code) && code !== ErrorCode.INTERNAL_SERVER_ERROR) {
+      const { stacktrace: _s, http: _h, ...ext } = formatted.extensions ?? {};
+      return { ...formatted, extensions: opts.production ? ext : formatted.extensions };
+    }
+    if (INPUT_CODES.has(code)) {
+      return {
+        message: formatted.message,
+        locations: formatted.locations,
+        extensions: { code: ErrorCode.BAD_USER_INPUT, reason: code },
+      };
+    }
+    if (code.startsWith('PERSISTED_QUERY')) return formatted;
+    opts.onInternal(error);
+    if (opts.production) {
+      return { message: 'Internal server error', path: formatted.path, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+    }
+    return { ...formatted, extensions: { ...formatted.extensions, code: ErrorCode.INTERNAL_SERVER_ERROR } };
+  };
+}

@@ -1,0 +1,205 @@
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { Config } from './config.js';
+import type { Database } from './db/database.js';
+import { sqlStats } from './db/sql-stats.js';
+import { createAuthenticator, type Identity } from './graphql/auth.js';
+import type { GraphQLContext } from './graphql/context.js';
+import { createFormatError, UnauthenticatedError } from './graphql/errors.js';
+import { createSchema } from './graphql/schema.js';
+import type { Logger } from './logger.js';
+import { createVisionLoaders } from './vision/vision.loaders.js';
+
+export interface AppServer {
+  /** Base URL, e.g. http://127.0.0.1:4000 */
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  /** Drains HTTP, closes WebSockets (1001), stops Apollo. The database is the caller's. */
+  stop(): Promise<void>;
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** One log line per GraphQL operation: name, user, duration, error code. No variables, no content. */
+function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart({ contextValue }) {
+      const started = performance.now();
+      return {
+        async willSendResponse({ operationName, operation, errors, response }) {
+          const stats = sqlStats.getStore();
+          if (exposeSqlStats && stats) response.http.headers.set('x-sql-statements', String(stats.statements));
+          const codes = errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+          logger.info(
+            {
+              op: operationName ?? null,
+              type: operation?.operation ?? null,
+              userId: contextValue.user?.userId ?? null,
+              ms: Math.round((performance.now() - started) * 10) / 10,
+              sql: stats?.statements,
+              ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
+            },
+            'graphql',
+          );
+        },
+      };
+    },
+  };
+}
+
+/**
+ * HTTP (Fastify + Apollo Server 5) and WebSocket (graphql-ws) on one port, both on `/graphql`;
+ * `/healthz` and `/readyz` for orchestration.
+ */
+export async function startServer(opts: {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  schema?: GraphQLSchema;
+}): Promise<AppServer> {
+  const { config, logger, db } = opts;
+  const production = config.nodeEnv === 'production';
+  const schema = opts.schema ?? (await createSchema());
+  const auth = createAuthenticator(config.auth);
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  const buildContext = (user: Identity | null): GraphQLContext => {
+    const em = db.orm.em.fork();
+    return { user, em, loaders: createVisionLoaders(em), config, logger };
+  };
+
+  const armor = new ApolloArmor({
+    maxDepth: { n: config.graphql.maxDepth, ignoreIntrospection: true },
+    maxAliases: { n: config.graphql.maxAliases },
+    costLimit: { maxCost: config.graphql.maxCost, ignoreIntrospection: true },
+    maxTokens: { n: config.graphql.maxTokens },
+    maxDirectives: { n: 20 },
+    blockFieldSuggestion: { enabled: production },
+  });
+  const protection = armor.protect();
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema,
+    introspection: config.graphql.introspection,
+    includeStacktraceInErrorResponses: !production,
+    allowBatchedHttpRequests: false,
+    validationRules: protection.validationRules,
+    formatError: createFormatError({
+      production,
+      onInternal: (err) => logger.error({ err }, 'internal error in a GraphQL operation'),
+    }),
+    plugins: [
+      ...protection.plugins,
+      fastifyApolloDrainPlugin(app),
+      operationLogPlugin(logger, config.graphql.exposeSqlStats),
+      ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
+    ],
+    logger: {
+      debug: (m) => logger.debug(m),
+      info: (m) => logger.info(m),
+      warn: (m) => logger.warn(m),
+      error: (m) => logger.error(m),
+    },
+  });
+  await apollo.start();
+
+  const graphqlHandler = fastifyApolloHandler(apollo, {
+    context: async (request) => {
+      const identity = await auth.authenticate(header(request.headers.authorization), header(request.headers['x-user-id']));
+      return buildContext(identity);
+    },
+  });
+  app.route({
+    url: '/graphql',
+    method: ['GET', 'POST', 'OPTIONS'],
+    // every statement the request runs is counted in its own store
+    handler(request, reply) {
+      return sqlStats.run({ statements: 0 }, () => graphqlHandler.call(this, request, reply));
+    },
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await Promise.race([
+        db.orm.em.getConnection().execute('select 1'),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('database did not answer within 1 s')), 1000).unref()),
+      ]);
+      return { status: 'ready' };
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'readiness check failed');
+      return reply.code(503).send({ status: 'unavailable', reason: 'database' });
+    }
+  });
+
+  await app.listen({ port: config.port, host: config.host });
+  const wss = new WebSocketServer({ server: app.server, path: '/graphql', maxPayload: 64 * 1024 });
+  const wsServer = useServer<Record<string, unknown>, { identity: Identity }>(
+    {
+      schema,
+      isProd: production,
+      connectionInitWaitTimeout: 10_000,
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+        try {
+          const identity = await auth.authenticate(
+            str(params.authorization) ?? str(params.Authorization),
+            str(params['x-user-id']),
+          );
+          if (!identity) {
+            ctx.extra.socket.close(4401, 'Unauthorized');
+            return false;
+          }
+          ctx.extra.identity = identity;
+          return true;
+        } catch (err) {
+          if (err instanceof UnauthenticatedError) {
+            ctx.extra.socket.close(4403, 'Forbidden');
+            return false;
+          }
+          throw err;
+        }
+      },
+      context: (ctx) => buildContext(ctx.extra.identity ?? null),
+    },
+    wss,
+  );
+
+  const addr = app.server.address() as AddressInfo;
+  const url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  logger.info({ url: `${url}/graphql` }, 'GraphQL server listening (HTTP and WebSocket on /graphql)');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: addr.port,
+    app,
+    stop() {
+      stopping ??= (async () => {
+        for (const client of wss.clients) client.close(1001, 'Going away');
+        await wsServer.dispose();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await app.close(); // drains HTTP and stops Apollo through the drain plugin
+        await apollo.stop();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,20 @@
+import { Field, Int, ObjectType } from 'type-graphql';
+
+@ObjectType({ description: 'Token usage summed over model calls (rows of the tokenscount table).' })
+export class TokenUsage {
+  @Field(() => Int)
+  calls!: number;
+
+  @Field(() => Int)
+  promptTokens!: number;
+
+  @Field(() => Int)
+  completionTokens!: number;
+
+  @Field(() => Int)
+  totalTokens!: number;
+
+  static empty(): TokenUsage {
+    return Object.assign(new TokenUsage(), { calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+  }
+}

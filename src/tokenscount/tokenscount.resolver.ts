@@ -1,0 +1,25 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { Arg, Authorized, Ctx, Query, Resolver } from 'type-graphql';
+import { BadUserInputError } from '../graphql/errors.js';
+import { TokenUsage } from './token-usage.type.js';
+import { sumUsageForClient } from './tokenscount.service.js';
+
+/** What this module needs from the request context (kept local: tokenscount knows no visions). */
+interface TokensContext {
+  user: { userId: string } | null;
+  em: EntityManager;
+}
+
+@Resolver()
+export class TokensCountResolver {
+  @Authorized()
+  @Query(() => TokenUsage, { description: "The caller's token usage over all modules, optionally within [since, until)." })
+  tokenUsage(
+    @Ctx() ctx: TokensContext,
+    @Arg('since', () => Date, { nullable: true }) since?: Date | null,
+    @Arg('until', () => Date, { nullable: true }) until?: Date | null,
+  ): Promise<TokenUsage> {
+    if (since && until && since > until) throw new BadUserInputError('since must not be after until', 'since');
+    return sumUsageForClient(ctx.em, { clientId: ctx.user!.userId, clientType: 'user', since, until });
+  }
+}

@@ -1,0 +1,61 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { textArray } from '../db/sql.js';
+import { TokenUsage } from './token-usage.type.js';
+
+const META_KEY_RE = /^[a-z][a-z0-9_]{0,62}$/;
+
+const SUMS = `count(*)::int as calls,
+  least(coalesce(sum(prompttokens), 0), 2147483647)::int as "promptTokens",
+  least(coalesce(sum(completiontokens), 0), 2147483647)::int as "completionTokens",
+  least(coalesce(sum(totaltokens), 0), 2147483647)::int as "totalTokens"`;
+
+type SumRow = { calls: number; promptTokens: number; completionTokens: number; totalTokens: number };
+
+function toUsage(row: SumRow | undefined): TokenUsage {
+  return row ? Object.assign(new TokenUsage(), row) : TokenUsage.empty();
+}
+
+/**
+ * Usage summed per value of a top-level `meta` key (for example `visionid`), one statement for
+ * all values. The key is spliced into the SQL so that the expression index on
+ * `(meta ->> 'key')` applies; it is checked against a strict pattern first.
+ */
+export async function sumUsageByMeta(
+  em: EntityManager,
+  key: string,
+  values: readonly string[],
+): Promise<TokenUsage[]> {
+  if (!META_KEY_RE.test(key)) throw new TypeError(`invalid meta key ${key}`);
+  if (values.length === 0) return [];
+  const rows = await em
+    .getConnection()
+    .execute<(SumRow & { k: string })[]>(
+      `select meta ->> '${key}' as k, ${SUMS} from tokenscount where meta ->> '${key}' = any(?::text[]) group by 1`,
+      [textArray(values)],
+      'all',
+      em.getTransactionContext(),
+    );
+  const map = new Map(rows.map((r) => [r.k, r]));
+  return values.map((v) => toUsage(map.get(v)));
+}
+
+/** Usage of one client over every module, optionally within [since, until). */
+export async function sumUsageForClient(
+  em: EntityManager,
+  opts: { clientId: string; clientType: string; since?: Date | null; until?: Date | null },
+): Promise<TokenUsage> {
+  const conds = ['clientid = ?', 'clienttype = ?'];
+  const params: unknown[] = [opts.clientId, opts.clientType];
+  if (opts.since) {
+    conds.push('createdat >= ?');
+    params.push(opts.since);
+  }
+  if (opts.until) {
+    conds.push('createdat < ?');
+    params.push(opts.until);
+  }
+  const rows = await em
+    .getConnection()
+    .execute<SumRow[]>(`select ${SUMS} from tokenscount where ${conds.join(' and ')}`, params, 'all', em.getTransactionContext());
+  return toUsage(rows[0]);
+}

@@ -1,0 +1,39 @@
+import { BigIntType, Entity, PrimaryKey, Property } from '@mikro-orm/core';
+import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { v7 as uuidv7 } from 'uuid';
+
+/** A file the assistant produced (seed §2.4). Table `files`. */
+@ObjectType()
+@Entity({ tableName: 'files' })
+export class File {
+  @Field(() => ID)
+  @PrimaryKey({ type: 'uuid' })
+  id: string = uuidv7();
+
+  @Property({ type: 'uuid', fieldName: 'visionid', nullable: true })
+  visionId?: string | null;
+
+  /** Where the bytes live (path or URL); never exposed. */
+  @Property({ type: 'text', fieldName: 'storagepath' })
+  storagePath!: string;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  filename!: string;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  mime!: string;
+
+  /** bigint in the table; a JS number is exact up to 8 PiB. */
+  @Field(() => Int)
+  @Property({ type: new BigIntType('number') })
+  size!: number;
+
+  @Field(() => Date)
+  @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat' })
+  createdAt: Date = new Date();
+
+  @Property({ type: 'json', nullable: true })
+  meta?: Record<string, unknown> | null;
+}

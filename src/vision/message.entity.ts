@@ -1,0 +1,46 @@
+import { Entity, Enum, PrimaryKey, Property } from '@mikro-orm/core';
+import { GraphQLJSONObject } from 'graphql-scalars';
+import { Field, ID, ObjectType } from 'type-graphql';
+import { v7 as uuidv7 } from 'uuid';
+import { MessageSender, MessageState, MessageType } from './vision.enums.js';
+
+/** One step of the path (seed §2.3). Table `vision_messages`. */
+@ObjectType()
+@Entity({ tableName: 'vision_messages' })
+export class VisionMessage {
+  @Field(() => ID)
+  @PrimaryKey({ type: 'uuid' })
+  id: string = uuidv7();
+
+  @Field(() => ID)
+  @Property({ type: 'uuid', fieldName: 'visionid' })
+  visionId!: string;
+
+  @Field(() => MessageSender)
+  @Enum({ items: () => MessageSender, type: 'text' })
+  sender!: MessageSender;
+
+  @Field(() => MessageType)
+  @Enum({ items: () => MessageType, type: 'text', fieldName: 'messagetype' })
+  type: MessageType = MessageType.TEXT;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  content: string = '';
+
+  @Field(() => MessageState)
+  @Enum({ items: () => MessageState, type: 'text' })
+  state: MessageState = MessageState.COMPLETE;
+
+  @Field(() => GraphQLJSONObject, { nullable: true })
+  @Property({ type: 'json', nullable: true })
+  payload?: Record<string, unknown> | null;
+
+  /** Client idempotency key, unique per vision; not exposed. */
+  @Property({ type: 'text', fieldName: 'clientmessageid', nullable: true })
+  clientMessageId?: string | null;
+
+  @Field(() => Date)
+  @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat' })
+  createdAt: Date = new Date();
+}

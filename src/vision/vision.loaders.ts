@@ -1,0 +1,42 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import DataLoader from 'dataloader';
+import { uuidArray } from '../db/sql.js';
+import type { PageRequest } from '../graphql/relay.js';
+import type { TokenUsage } from '../tokenscount/token-usage.type.js';
+import { sumUsageByMeta } from '../tokenscount/tokenscount.service.js';
+import { File } from './file.entity.js';
+import type { VisionMessage } from './message.entity.js';
+import { countMessages, findMessagePages, type MessagePageKey } from './message.queries.js';
+
+/**
+ * Per-request batching: every field below a list of visions costs one statement per field,
+ * however many visions the list has. Created in the context factory with the request's forked
+ * EntityManager.
+ */
+export interface VisionLoaders {
+  /** A page of messages (take + 1 rows) per (vision, page request). */
+  messagePage: DataLoader<MessagePageKey, VisionMessage[], string>;
+  messageCount: DataLoader<string, number>;
+  tokenUsage: DataLoader<string, TokenUsage>;
+  /** Files by id; the message's vision is checked by the resolver. */
+  file: DataLoader<string, File | null>;
+}
+
+export const LAST_MESSAGE_REQ: PageRequest = { direction: 'backward', take: 1 };
+
+export function createVisionLoaders(em: EntityManager): VisionLoaders {
+  return {
+    messagePage: new DataLoader((keys) => findMessagePages(em, keys), {
+      cacheKeyFn: (k) => JSON.stringify([k.visionId, k.req.direction, k.req.take, k.req.afterId, k.req.beforeId]),
+    }),
+    messageCount: new DataLoader((ids) => countMessages(em, ids)),
+    tokenUsage: new DataLoader((ids) => sumUsageByMeta(em, 'visionid', ids)),
+    file: new DataLoader(async (ids) => {
+      const rows = await em
+        .getConnection()
+        .execute<Record<string, unknown>[]>('select * from files where id = any(?::uuid[])', [uuidArray(ids)], 'all', em.getTransactionContext());
+      const map = new Map(rows.map((r) => [String(r.id), em.map(File, r)]));
+      return ids.map((id) => map.get(id) ?? null);
+    }),
+  };
+}

@@ -1,0 +1,140 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, NotFoundError } from '../graphql/errors.js';
+import { type PageRequest } from '../graphql/relay.js';
+import { Vision } from './vision.entity.js';
+import { VisionStatus } from './vision.enums.js';
+
+export interface VisionRules {
+  /** @default 200 */
+  maxTitleChars: number;
+  /** @default 16384 */
+  maxMetaBytes: number;
+  /** IANA zone of the date in the default title. */
+  titleTimeZone: string;
+}
+
+/** "Визия от 24.11.2026" for the given instant in the given time zone (seed §3.1). */
+export function defaultTitle(at: Date, timeZone: string): string {
+  const parts = new Intl.DateTimeFormat('ru-RU', { timeZone, day: '2-digit', month: '2-digit', year: 'numeric' }).formatToParts(at);
+  const get = (t: string) => parts.find((p) => p.type === t)?.value ?? '';
+  return `Визия от ${get('day')}.${get('month')}.${get('year')}`;
+}
+
+/** Trimmed title of 1..max characters (code points), without control characters. */
+export function validateTitle(raw: string, max: number): string {
+  const title = raw.trim();
+  const len = [...title].length;
+  if (len === 0) throw new BadUserInputError('title must not be empty', 'title');
+  if (len > max) throw new BadUserInputError(`title must be at most ${max} characters`, 'title');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(title)) throw new BadUserInputError('title must not contain control characters', 'title');
+  return title;
+}
+
+/** A JSON object of at most `maxBytes` serialized; PostgreSQL jsonb cannot hold \u0000. */
+export function validateMeta(meta: unknown, maxBytes: number): Record<string, unknown> | null {
+  if (meta === undefined || meta === null) return null;
+  if (typeof meta !== 'object' || Array.isArray(meta)) throw new BadUserInputError('meta must be a JSON object', 'meta');
+  const json = JSON.stringify(meta);
+  if (Buffer.byteLength(json, 'utf8') > maxBytes) throw new BadUserInputError(`meta must be at most ${maxBytes} bytes as JSON`, 'meta');
+  if (json.includes('\\u0000')) throw new BadUserInputError('meta must not contain NUL characters', 'meta');
+  return meta as Record<string, unknown>;
+}
+
+/** The caller's vision in any status, or null when it is absent or someone else's. */
+export function findVisionForUser(em: EntityManager, opts: { id: string; userId: string }): Promise<Vision | null> {
+  return em.findOne(Vision, { id: opts.id, userId: opts.userId });
+}
+
+/** Like {@link findVisionForUser}, but NOT_FOUND when there is none: another user's vision looks absent. */
+export async function getVisionForUser(em: EntityManager, opts: { id: string; userId: string }): Promise<Vision> {
+  const vision = await findVisionForUser(em, opts);
+  if (!vision) throw new NotFoundError();
+  return vision;
+}
+
+export async function createVision(
+  em: EntityManager,
+  rules: VisionRules,
+  opts: { userId: string; title?: string | null; meta?: unknown },
+): Promise<Vision> {
+  const now = new Date();
+  const vision = new Vision();
+  vision.userId = opts.userId;
+  vision.title = opts.title == null ? defaultTitle(now, rules.titleTimeZone) : validateTitle(opts.title, rules.maxTitleChars);
+  vision.meta = validateMeta(opts.meta, rules.maxMetaBytes);
+  vision.status = VisionStatus.ACTIVE;
+  vision.createdAt = now;
+  vision.updatedAt = now;
+  await em.persistAndFlush(vision);
+  return vision;
+}
+
+export async function renameVision(
+  em: EntityManager,
+  rules: VisionRules,
+  opts: { id: string; userId: string; title: string },
+): Promise<Vision> {
+  const title = validateTitle(opts.title, rules.maxTitleChars);
+  const vision = await getVisionForUser(em, opts);
+  if (vision.title !== title) {
+    vision.title = title;
+    vision.updatedAt = new Date();
+    await em.flush();
+  }
+  return vision;
+}
+
+/**
+ * Any status from any status (contract). DELETED is a soft delete: the row and its dialog stay;
+ * ACTIVE restores.
+ */
+export async function setVisionStatus(
+  em: EntityManager,
+  opts: { id: string; userId: string; status: VisionStatus },
+): Promise<Vision> {
+  if (!Object.values(VisionStatus).includes(opts.status)) throw new BadUserInputError('unknown status', 'status');
+  const vision = await getVisionForUser(em, opts);
+  if (vision.status !== opts.status) {
+    vision.status = opts.status;
+    vision.updatedAt = new Date();
+    await em.flush();
+  }
+  return vision;
+}
+
+export const DEFAULT_LIST_STATUSES = [VisionStatus.ACTIVE, VisionStatus.FROZEN];
+
+/**
+ * A page of the caller's visions, most recently updated first (`updatedat desc, id desc`), with
+ * `take + 1` rows. Unknown `after` cursors are BAD_USER_INPUT.
+ */
+export async function listVisionsForUser(
+  em: EntityManager,
+  opts: { userId: string; statuses: VisionStatus[]; req: PageRequest },
+): Promise<Vision[]> {
+  const { req } = opts;
+  const params: unknown[] = [opts.userId, `{${opts.statuses.join(',')}}`];
+  let cursorCond = '';
+  if (req.afterId) {
+    cursorCond = ' and (v.updatedat, v.id) < (select c.updatedat, c.id from visions c where c.id = ? and c.userid = v.userid)';
+    params.push(req.afterId);
+  }
+  params.push(req.take + 1);
+  const rows = await em.getConnection().execute<Record<string, unknown>[]>(
+    `select v.* from visions v where v.userid = ? and v.status = any(?::text[])${cursorCond}
+     order by v.updatedat desc, v.id desc limit ?`,
+    params,
+    'all',
+    em.getTransactionContext(),
+  );
+  if (rows.length === 0 && req.afterId) {
+    const exists = await em.count(Vision, { id: req.afterId, userId: opts.userId });
+    if (!exists) throw new BadUserInputError('after does not point at one of your visions', 'after');
+  }
+  return rows.map((r) => em.map(Vision, r));
+}
+
+export async function countVisionsForUser(em: EntityManager, opts: { userId: string; statuses: VisionStatus[] }): Promise<number> {
+  return em.count(Vision, { userId: opts.userId, status: { $in: opts.statuses } });
+}
