@@ -2,8 +2,10 @@ import { Migration } from '@mikro-orm/migrations';
 
 /**
  * The four tables of the seed (visions, vision_messages, files, tokenscount) with the seed's
- * names, plus what the API needs on messages: `state` (reply lifecycle) and `clientmessageid`
- * (idempotency key, unique per vision).
+ * names, plus what the API needs on messages: `state` (reply lifecycle), `clientmessageid`
+ * (idempotency key, unique per vision), `replyto` (the user message a reply answers) and
+ * `heartbeatat` (last sign of life of a STREAMING reply, so a crashed process never blocks a
+ * vision).
  */
 export class Migration20261124000000_init extends Migration {
   override async up(): Promise<void> {
@@ -34,11 +36,17 @@ export class Migration20261124000000_init extends Migration {
         state text not null default 'complete'
           constraint vision_messages_state_check check (state in ('streaming', 'complete', 'stopped', 'failed')),
         clientmessageid text,
+        replyto uuid,
+        heartbeatat timestamptz,
         createdat timestamptz not null default now()
       )`);
     // history window and both pagination directions: (visionid, createdat, id)
     this.addSql(`create index if not exists vision_messages_visionid_createdat_id_idx on vision_messages (visionid, createdat, id)`);
     this.addSql(`create unique index if not exists vision_messages_visionid_clientmessageid_key on vision_messages (visionid, clientmessageid) where clientmessageid is not null`);
+    // one reply at a time per vision, across every server instance
+    this.addSql(`create unique index if not exists vision_messages_one_streaming_key on vision_messages (visionid) where state = 'streaming'`);
+    // replies of a user message (retry, idempotent repeats)
+    this.addSql(`create index if not exists vision_messages_replyto_idx on vision_messages (replyto) where replyto is not null`);
 
     this.addSql(`
       create table if not exists files (

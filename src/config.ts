@@ -39,6 +39,8 @@ export interface Config {
   dataDir: string;
   /** Pool size of the PostgreSQL connection pool. @default 10 */
   dbPoolMax: number;
+  /** On SIGTERM, how long running replies may finish before they are stopped. @default 10000 */
+  shutdownGraceMs: number;
   auth: AuthConfig;
   /** IANA time zone for the default title "Визия от DD.MM.YYYY". @default "UTC" */
   titleTimeZone: string;
@@ -50,6 +52,8 @@ export interface Config {
   maxTitleChars: number;
   /** Serialized size limit of `meta`. @default 16384 */
   maxMetaBytes: number;
+  llm: LlmConfig;
+  dialog: DialogConfig;
   graphql: {
     /** @default true */
     introspection: boolean;
@@ -65,6 +69,39 @@ export interface Config {
     exposeSqlStats: boolean;
   };
 }
+
+export interface LlmConfig {
+  /** OPENAI_API_KEY; unset outside production: the offline responder answers. */
+  apiKey?: string;
+  /** OPENAI_BASE_URL: any OpenAI-compatible server (Ollama, vLLM, LM Studio, a proxy). */
+  baseURL?: string;
+  /** @default "gpt-4.1" */
+  model: string;
+  /** Written to tokenscount.provider. @default "openai" */
+  provider: string;
+  /** Whole model call, first byte to last. @default 60000 */
+  timeoutMs: number;
+  /** SDK retries, which happen only before the first byte of a reply. @default 2 */
+  maxRetries: number;
+  /** True when no key is set and NODE_ENV is not production. */
+  offline: boolean;
+}
+
+export interface DialogConfig {
+  /** @default 16000 */
+  maxContentChars: number;
+  /** VISION_SYSTEM_PROMPT; `{title}` is replaced by the vision's title. */
+  systemPrompt: string;
+  /** How often a growing reply is saved (and its heartbeat renewed). @default 1000 */
+  flushMs: number;
+  /** A STREAMING reply without a heartbeat for this long belongs to a dead process. @default 30000 */
+  staleMs: number;
+}
+
+export const DEFAULT_SYSTEM_PROMPT =
+  'You are a warm, practical coach. The person you talk to is working toward their vision: "{title}". ' +
+  'Help them move toward it: ask clarifying questions, reflect what you hear, and suggest one concrete next step at a time. ' +
+  'Answer in the language the person writes in. Be concise.';
 
 type Env = Record<string, string | undefined>;
 
@@ -140,6 +177,16 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`);
   }
 
+  const apiKey = str(env, 'OPENAI_API_KEY');
+  if (production && !apiKey) {
+    throw new ConfigError(
+      'NODE_ENV=production needs OPENAI_API_KEY (use any non-empty value for a keyless OPENAI_BASE_URL server): the offline responder is for development only',
+    );
+  }
+  const flushMs = int(env, 'REPLY_FLUSH_MS', 1000, 50, 10_000);
+  const staleMs = int(env, 'REPLY_STALE_MS', 30_000, 1000, 3_600_000);
+  if (staleMs < flushMs * 3) throw new ConfigError('REPLY_STALE_MS must be at least three times REPLY_FLUSH_MS');
+
   return {
     nodeEnv,
     port: int(env, 'PORT', 4000, 0, 65535),
@@ -148,6 +195,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir: str(env, 'DATA_DIR') ?? '.data',
     dbPoolMax: int(env, 'DB_POOL_MAX', 10, 1, 1000),
+    shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     auth: {
       jwtSecret,
       jwksUrl,
@@ -161,6 +209,21 @@ export function loadConfig(env: Env): Config {
     maxPageSize: int(env, 'MAX_PAGE_SIZE', 200, 1, 1000),
     maxTitleChars: int(env, 'MAX_TITLE_CHARS', 200, 1, 10000),
     maxMetaBytes: int(env, 'MAX_META_BYTES', 16384, 2, 1048576),
+    llm: {
+      apiKey,
+      baseURL: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
+      model: str(env, 'OPENAI_MODEL') ?? 'gpt-4.1',
+      provider: str(env, 'LLM_PROVIDER') ?? 'openai',
+      timeoutMs: int(env, 'LLM_TIMEOUT_MS', 60_000, 100, 600_000),
+      maxRetries: int(env, 'LLM_MAX_RETRIES', 2, 0, 10),
+      offline: !apiKey,
+    },
+    dialog: {
+      maxContentChars: int(env, 'MAX_CONTENT_CHARS', 16_000, 1, 1_000_000),
+      systemPrompt: str(env, 'VISION_SYSTEM_PROMPT') ?? DEFAULT_SYSTEM_PROMPT,
+      flushMs,
+      staleMs,
+    },
     graphql: {
       introspection: bool(env, 'GRAPHQL_INTROSPECTION', true),
       maxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1, 100),

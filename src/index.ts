@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     shuttingDown = true;
     logger.info({ signal }, 'shutting down');
     try {
-      await server.stop();
+      await server.stop(config.shutdownGraceMs);
       await db.close();
       logger.info('stopped');
       process.exit(0);

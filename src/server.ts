@@ -13,7 +13,11 @@ import { sqlStats } from './db/sql-stats.js';
 import { createAuthenticator, type Identity } from './graphql/auth.js';
 import type { GraphQLContext } from './graphql/context.js';
 import { createFormatError, UnauthenticatedError } from './graphql/errors.js';
+import { createAppPubSub, type AppPubSub } from './graphql/pubsub.js';
 import { createSchema } from './graphql/schema.js';
+import { createOpenAIClient, type OpenAI } from './llm/openai.client.js';
+import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder.js';
+import { DialogService } from './vision/dialog.service.js';
 import type { Logger } from './logger.js';
 import { createVisionLoaders } from './vision/vision.loaders.js';
 
@@ -22,8 +26,13 @@ export interface AppServer {
   url: string;
   port: number;
   app: FastifyInstance;
-  /** Drains HTTP, closes WebSockets (1001), stops Apollo. The database is the caller's. */
-  stop(): Promise<void>;
+  dialog: DialogService;
+  pubsub: AppPubSub;
+  /**
+   * Stops taking operations, lets running replies finish for up to `graceMs` (then stores them
+   * STOPPED), closes WebSockets (1001), drains HTTP, stops Apollo. The database is the caller's.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 function header(value: string | string[] | undefined): string | undefined {
@@ -66,11 +75,40 @@ export async function startServer(opts: {
   logger: Logger;
   db: Database;
   schema?: GraphQLSchema;
+  /** Overrides the model client built from the configuration (tests, benchmarks). */
+  llmClient?: OpenAI;
 }): Promise<AppServer> {
   const { config, logger, db } = opts;
   const production = config.nodeEnv === 'production';
   const schema = opts.schema ?? (await createSchema());
   const auth = createAuthenticator(config.auth);
+  const pubsub = createAppPubSub();
+
+  let offline: OfflineResponder | undefined;
+  let llmClient = opts.llmClient;
+  if (!llmClient) {
+    if (config.llm.offline) {
+      offline = await startOfflineResponder();
+      logger.warn(
+        { baseURL: offline.baseURL },
+        '*** OPENAI_API_KEY is not set: replies come from the OFFLINE responder (deterministic text, no model). Set OPENAI_API_KEY for real answers. ***',
+      );
+    }
+    llmClient = createOpenAIClient({
+      apiKey: config.llm.apiKey ?? 'offline',
+      baseURL: offline?.baseURL ?? config.llm.baseURL,
+      timeoutMs: config.llm.timeoutMs,
+      maxRetries: config.llm.maxRetries,
+    });
+  }
+  const dialog = new DialogService({
+    orm: db.orm,
+    config,
+    llm: { client: llmClient, model: config.llm.model, provider: config.llm.provider },
+    pubsub,
+    logger,
+  });
+  await dialog.start();
 
   const app = Fastify({
     logger: false,
@@ -81,7 +119,7 @@ export async function startServer(opts: {
 
   const buildContext = (user: Identity | null): GraphQLContext => {
     const em = db.orm.em.fork();
-    return { user, em, loaders: createVisionLoaders(em), config, logger };
+    return { user, em, loaders: createVisionLoaders(em), config, logger, dialog, pubsub };
   };
 
   const armor = new ApolloArmor({
@@ -191,13 +229,17 @@ export async function startServer(opts: {
     url,
     port: addr.port,
     app,
-    stop() {
+    dialog,
+    pubsub,
+    stop(graceMs = 0) {
       stopping ??= (async () => {
+        await dialog.shutdown(graceMs);
         for (const client of wss.clients) client.close(1001, 'Going away');
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         await app.close(); // drains HTTP and stops Apollo through the drain plugin
         await apollo.stop();
+        await offline?.close();
       })();
       return stopping;
     },

@@ -1,8 +1,10 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import type { DialogService } from '../vision/dialog.service.js';
 import type { VisionLoaders } from '../vision/vision.loaders.js';
 import type { Identity } from './auth.js';
+import type { AppPubSub } from './pubsub.js';
 
 /** Built once per HTTP request and per subscription operation. */
 export interface GraphQLContext {
@@ -13,4 +15,6 @@ export interface GraphQLContext {
   loaders: VisionLoaders;
   config: Config;
   logger: Logger;
+  dialog: DialogService;
+  pubsub: AppPubSub;
 }

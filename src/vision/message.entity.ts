@@ -40,6 +40,14 @@ export class VisionMessage {
   @Property({ type: 'text', fieldName: 'clientmessageid', nullable: true })
   clientMessageId?: string | null;
 
+  /** For assistant replies: the user message answered. */
+  @Property({ type: 'uuid', fieldName: 'replyto', nullable: true })
+  replyTo?: string | null;
+
+  /** Last sign of life of a STREAMING reply. */
+  @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'heartbeatat', nullable: true })
+  heartbeatAt?: Date | null;
+
   @Field(() => Date)
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat' })
   createdAt: Date = new Date();

@@ -95,7 +95,11 @@ export class VisionResolver {
     @Arg('status', () => VisionStatus) status: VisionStatus,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Vision> {
-    return visions.setVisionStatus(ctx.em, { id: parseId(id), userId: ctx.user!.userId, status });
+    return visions.setVisionStatus(
+      ctx.em,
+      { id: parseId(id), userId: ctx.user!.userId, status },
+      { stopReply: (visionId) => ctx.dialog.stopVisionReply(visionId, 'status') },
+    );
   }
 
   @FieldResolver(() => VisionMessageConnection, {

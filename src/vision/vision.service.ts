@@ -87,20 +87,38 @@ export async function renameVision(
 
 /**
  * Any status from any status (contract). DELETED is a soft delete: the row and its dialog stay;
- * ACTIVE restores.
+ * ACTIVE restores. Leaving ACTIVE first stops a reply in progress (`stopReply`, which stores
+ * the partial text STOPPED); the status then changes in a transaction that holds the vision row
+ * and stops any reply that slipped in meanwhile, so no message is ever added afterwards.
  */
 export async function setVisionStatus(
   em: EntityManager,
   opts: { id: string; userId: string; status: VisionStatus },
+  hooks: { stopReply?: (visionId: string) => Promise<unknown> } = {},
 ): Promise<Vision> {
   if (!Object.values(VisionStatus).includes(opts.status)) throw new BadUserInputError('unknown status', 'status');
   const vision = await getVisionForUser(em, opts);
-  if (vision.status !== opts.status) {
-    vision.status = opts.status;
-    vision.updatedAt = new Date();
-    await em.flush();
-  }
-  return vision;
+  if (vision.status === opts.status) return vision;
+  const leaving = opts.status !== VisionStatus.ACTIVE;
+  if (leaving) await hooks.stopReply?.(vision.id);
+  const row = await em.transactional(async (tem) => {
+    const exec = (sql: string, params: unknown[]) =>
+      tem.getConnection().execute<Record<string, unknown>[]>(sql, params, 'all', tem.getTransactionContext());
+    await exec('select id from visions where id = ? for update', [vision.id]);
+    if (leaving) {
+      await exec(
+        `update vision_messages set state = 'stopped', heartbeatat = null, payload = coalesce(payload, '{}'::jsonb) || '{"stop":"status"}'::jsonb
+         where visionid = ? and state = 'streaming'`,
+        [vision.id],
+      );
+    }
+    const [updated] = await exec('update visions set status = ?, updatedat = greatest(now(), updatedat) where id = ? returning *', [
+      opts.status,
+      vision.id,
+    ]);
+    return updated!;
+  });
+  return em.map(Vision, row);
 }
 
 export const DEFAULT_LIST_STATUSES = [VisionStatus.ACTIVE, VisionStatus.FROZEN];

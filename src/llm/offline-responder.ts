@@ -1,0 +1,108 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { countTokens, encodeChat } from 'gpt-tokenizer';
+
+/**
+ * A small OpenAI-compatible Chat Completions endpoint on loopback, used when no OPENAI_API_KEY
+ * is configured outside production. The normal SDK code path talks to it: it streams a
+ * deterministic reply and reports usage, so the whole dialog, token accounting included, works
+ * on a machine with no network.
+ */
+export interface OfflineResponder {
+  baseURL: string;
+  close(): Promise<void>;
+}
+
+type ChatMessage = { role: string; content: unknown };
+
+function lastUserText(messages: ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role === 'user' && typeof m.content === 'string') return m.content;
+  }
+  return '';
+}
+
+/** Deterministic coach reply: the same history always gives the same text. */
+export function offlineReply(messages: ChatMessage[]): string {
+  const text = lastUserText(messages).trim().replace(/\s+/g, ' ');
+  const quote = text.length > 120 ? `${text.slice(0, 117)}...` : text;
+  const turns = messages.filter((m) => m.role === 'user').length;
+  if (/[а-яё]/i.test(text)) {
+    return `(офлайн-ответ, модель не подключена) Вы написали: «${quote}». Это ваш шаг №${turns} на пути. Какой один небольшой шаг к визии вы можете сделать сегодня?`;
+  }
+  return `(offline reply, no model connected) You wrote: "${quote}". This is step ${turns} of your path. What is one small step toward your vision you can take today?`;
+}
+
+function promptTokens(messages: ChatMessage[]): number {
+  try {
+    return encodeChat(messages.map((m) => ({ role: m.role as 'user', content: String(m.content ?? '') }))).length;
+  } catch {
+    return countTokens(messages.map((m) => String(m.content ?? '')).join('\n'));
+  }
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, any>> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 10 * 1024 * 1024) throw new Error('request too large');
+    parts.push(c as Buffer);
+  }
+  return JSON.parse(Buffer.concat(parts).toString('utf8'));
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
+    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
+    return;
+  }
+  const body = await readJson(req);
+  const messages: ChatMessage[] = Array.isArray(body.messages) ? body.messages : [];
+  const text = offlineReply(messages);
+  const prompt = promptTokens(messages);
+  const completion = countTokens(text);
+  const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const id = `chatcmpl-offline-${Date.now().toString(36)}`;
+  const created = Math.floor(Date.now() / 1000);
+  const model = String(body.model ?? 'offline');
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id, object: 'chat.completion', created, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage }));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+  const words = text.match(/\S+\s*/g) ?? [];
+  words.forEach((w, i) =>
+    send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: w } : { content: w }, finish_reason: null }] }),
+  );
+  send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+  if (body.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
+  res.end('data: [DONE]\n\n');
+}
+
+export async function startOfflineResponder(): Promise<OfflineResponder> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      if (!res.headersSent) res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: err.message } }));
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
