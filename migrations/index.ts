@@ -1,5 +1,5 @@
 import type { MigrationObject } from '@mikro-orm/core';
-import { Migration20261124000000_init } from './Migration20261124000000_init.js';
+import { Migration20261124000000_init } from './Migration20261124000000_init';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without

@@ -4,10 +4,10 @@
  * environment.
  */
 import 'reflect-metadata';
-import { ConfigError, loadConfig } from './config.js';
-import { openDatabase } from './db/database.js';
-import { createLogger } from './logger.js';
-import { startServer } from './server.js';
+import { ConfigError, loadConfig } from './config';
+import { openDatabase } from './db/database';
+import { createLogger } from './logger';
+import { startServer } from './server';
 
 async function main(): Promise<void> {
   let config;

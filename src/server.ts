@@ -7,19 +7,19 @@ import type { GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import type { Config } from './config.js';
-import type { Database } from './db/database.js';
-import { sqlStats } from './db/sql-stats.js';
-import { createAuthenticator, type Identity } from './graphql/auth.js';
-import type { GraphQLContext } from './graphql/context.js';
-import { createFormatError, UnauthenticatedError } from './graphql/errors.js';
-import { createAppPubSub, type AppPubSub } from './graphql/pubsub.js';
-import { createSchema } from './graphql/schema.js';
-import { createOpenAIClient, type OpenAI } from './llm/openai.client.js';
-import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder.js';
-import { DialogService } from './vision/dialog.service.js';
-import type { Logger } from './logger.js';
-import { createVisionLoaders } from './vision/vision.loaders.js';
+import type { Config } from './config';
+import type { Database } from './db/database';
+import { sqlStats } from './db/sql-stats';
+import { createAuthenticator, type Identity } from './graphql/auth';
+import type { GraphQLContext } from './graphql/context';
+import { createFormatError, UnauthenticatedError } from './graphql/errors';
+import { createAppPubSub, type AppPubSub } from './graphql/pubsub';
+import { createSchema } from './graphql/schema';
+import { createOpenAIClient, type OpenAI } from './llm/openai.client';
+import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder';
+import { DialogService } from './vision/dialog.service';
+import type { Logger } from './logger';
+import { createVisionLoaders } from './vision/vision.loaders';
 
 export interface AppServer {
   /** Base URL, e.g. http://127.0.0.1:4000 */

@@ -1,6 +1,6 @@
-import type { Logger } from '../logger.js';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.js';
-import { initOrm, migrateUp, type Orm } from './orm.js';
+import type { Logger } from '../logger';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded';
+import { initOrm, migrateUp, type Orm } from './orm';
 
 export interface Database {
   orm: Orm;

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../logger';
 
 export interface EmbeddedPostgresHandle {
   /** postgresql://postgres:…@127.0.0.1:<port>/postgres */

@@ -3,10 +3,10 @@
  * `npm run migration:create` (a new empty migration under migrations/).
  * Uses DATABASE_URL, or the embedded PostgreSQL in DATA_DIR (default .data) when it is unset.
  */
-import { loadConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { openDatabase } from './database.js';
-import { migrateDown, migrateUp } from './orm.js';
+import { loadConfig } from '../config';
+import { createLogger } from '../logger';
+import { openDatabase } from './database';
+import { migrateDown, migrateUp } from './orm';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { AuthConfig } from '../config.js';
-import { UnauthenticatedError } from './errors.js';
+import type { AuthConfig } from '../config';
+import { UnauthenticatedError } from './errors';
 
 /** Longest user id accepted from a token or the development header. */
 const MAX_USER_ID = 200;

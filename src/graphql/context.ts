@@ -1,10 +1,10 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Config } from '../config.js';
-import type { Logger } from '../logger.js';
-import type { DialogService } from '../vision/dialog.service.js';
-import type { VisionLoaders } from '../vision/vision.loaders.js';
-import type { Identity } from './auth.js';
-import type { AppPubSub } from './pubsub.js';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { DialogService } from '../vision/dialog.service';
+import type { VisionLoaders } from '../vision/vision.loaders';
+import type { Identity } from './auth';
+import type { AppPubSub } from './pubsub';
 
 /** Built once per HTTP request and per subscription operation. */
 export interface GraphQLContext {

@@ -1,7 +1,7 @@
 /** `npm run schema`: writes schema.graphql from the code. */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createSchema, printSchemaSdl } from './schema.js';
+import { createSchema, printSchemaSdl } from './schema';
 
 createSchema()
   .then((schema) => {

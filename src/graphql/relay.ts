@@ -1,5 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
-import { BadUserInputError } from './errors.js';
+import { BadUserInputError } from './errors';
 
 @ObjectType()
 export class PageInfo {

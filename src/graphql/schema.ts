@@ -1,12 +1,12 @@
 import 'reflect-metadata';
 import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { buildSchema, type AuthChecker } from 'type-graphql';
-import { TokensCountResolver } from '../tokenscount/tokenscount.resolver.js';
-import { DialogResolver } from '../vision/dialog.resolver.js';
-import { VisionMessageResolver } from '../vision/message.resolver.js';
-import { VisionResolver } from '../vision/vision.resolver.js';
-import type { GraphQLContext } from './context.js';
-import { createAppPubSub } from './pubsub.js';
+import { TokensCountResolver } from '../tokenscount/tokenscount.resolver';
+import { DialogResolver } from '../vision/dialog.resolver';
+import { VisionMessageResolver } from '../vision/message.resolver';
+import { VisionResolver } from '../vision/vision.resolver';
+import type { GraphQLContext } from './context';
+import { createAppPubSub } from './pubsub';
 
 /** Every root field needs an identity; introspection does not. */
 const authChecker: AuthChecker<GraphQLContext> = ({ context }) => context.user !== null;

@@ -3,7 +3,7 @@ import { countTokens, encodeChat } from 'gpt-tokenizer';
 import { APIConnectionTimeoutError, APIError, OpenAIError, type OpenAI } from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
-import { TokensCount } from './tokenscount.entity.js';
+import { TokensCount } from './tokenscount.entity';
 
 /** Why a model call failed, as the contract's `extensions.reason` says. */
 export type ModelFailureReason = 'timeout' | 'rate_limited' | 'upstream_error' | 'bad_response';

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { Arg, Authorized, Ctx, Query, Resolver } from 'type-graphql';
-import { BadUserInputError } from '../graphql/errors.js';
-import { TokenUsage } from './token-usage.type.js';
-import { sumUsageForClient } from './tokenscount.service.js';
+import { BadUserInputError } from '../graphql/errors';
+import { TokenUsage } from './token-usage.type';
+import { sumUsageForClient } from './tokenscount.service';
 
 /** What this module needs from the request context (kept local: tokenscount knows no visions). */
 interface TokensContext {

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { textArray } from '../db/sql.js';
-import { TokenUsage } from './token-usage.type.js';
+import { textArray } from '../db/sql';
+import { TokenUsage } from './token-usage.type';
 
 const META_KEY_RE = /^[a-z][a-z0-9_]{0,62}$/;
 

@@ -1,12 +1,12 @@
 import { Arg, Authorized, Ctx, ID, Int, Mutation, Resolver, Root, Subscription } from 'type-graphql';
-import type { GraphQLContext } from '../graphql/context.js';
-import { BadUserInputError } from '../graphql/errors.js';
-import { Topic, type MessageEvent, type ReplyDeltaEvent } from '../graphql/pubsub.js';
-import { parseId } from '../graphql/relay.js';
-import { VisionMessage } from './message.entity.js';
-import type { MessageSender, MessageState, MessageType } from './vision.enums.js';
-import { getVisionForUser } from './vision.service.js';
-import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types.js';
+import type { GraphQLContext } from '../graphql/context';
+import { BadUserInputError } from '../graphql/errors';
+import { Topic, type MessageEvent, type ReplyDeltaEvent } from '../graphql/pubsub';
+import { parseId } from '../graphql/relay';
+import { VisionMessage } from './message.entity';
+import type { MessageSender, MessageState, MessageType } from './vision.enums';
+import { getVisionForUser } from './vision.service';
+import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
 
 function toMessage(e: MessageEvent): VisionMessage {
   return Object.assign(new VisionMessage(), {

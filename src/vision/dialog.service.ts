@@ -1,16 +1,16 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { OpenAI } from 'openai';
-import type { Config } from '../config.js';
-import type { Orm } from '../db/orm.js';
-import { AppError, BadUserInputError, ErrorCode, VisionNotActiveError } from '../graphql/errors.js';
-import { Topic, type AppPubSub, type MessageEvent } from '../graphql/pubsub.js';
-import { parseId } from '../graphql/relay.js';
-import { toChatMessages, type HistoryItem } from '../llm/history.js';
-import type { Logger } from '../logger.js';
-import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model.js';
-import { VisionMessage } from './message.entity.js';
-import { MessageState, VisionStatus } from './vision.enums.js';
-import { getVisionForUser } from './vision.service.js';
+import type { Config } from '../config';
+import type { Orm } from '../db/orm';
+import { AppError, BadUserInputError, ErrorCode, VisionNotActiveError } from '../graphql/errors';
+import { Topic, type AppPubSub, type MessageEvent } from '../graphql/pubsub';
+import { parseId } from '../graphql/relay';
+import { toChatMessages, type HistoryItem } from '../llm/history';
+import type { Logger } from '../logger';
+import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
+import { VisionMessage } from './message.entity';
+import { MessageState, VisionStatus } from './vision.enums';
+import { getVisionForUser } from './vision.service';
 
 export interface DialogDeps {
   orm: Orm;

@@ -2,7 +2,7 @@ import { Entity, Enum, PrimaryKey, Property } from '@mikro-orm/core';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
-import { MessageSender, MessageState, MessageType } from './vision.enums.js';
+import { MessageSender, MessageState, MessageType } from './vision.enums';
 
 /** One step of the path (seed §2.3). Table `vision_messages`. */
 @ObjectType()

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { uuidArray } from '../db/sql.js';
-import type { PageRequest } from '../graphql/relay.js';
-import { VisionMessage } from './message.entity.js';
+import { uuidArray } from '../db/sql';
+import type { PageRequest } from '../graphql/relay';
+import { VisionMessage } from './message.entity';
 
 export interface MessagePageKey {
   visionId: string;

@@ -1,8 +1,8 @@
 import { Ctx, FieldResolver, Resolver, Root } from 'type-graphql';
-import type { GraphQLContext } from '../graphql/context.js';
-import { isUuid } from '../graphql/relay.js';
-import { File } from './file.entity.js';
-import { VisionMessage } from './message.entity.js';
+import type { GraphQLContext } from '../graphql/context';
+import { isUuid } from '../graphql/relay';
+import { File } from './file.entity';
+import { VisionMessage } from './message.entity';
 
 @Resolver(() => VisionMessage)
 export class VisionMessageResolver {

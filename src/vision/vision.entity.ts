@@ -2,7 +2,7 @@ import { Entity, Enum, PrimaryKey, Property } from '@mikro-orm/core';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
-import { VisionStatus } from './vision.enums.js';
+import { VisionStatus } from './vision.enums';
 
 /** The object of a person's path (seed §2.2). Table `visions`. */
 @ObjectType()

@@ -1,12 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
-import { uuidArray } from '../db/sql.js';
-import type { PageRequest } from '../graphql/relay.js';
-import type { TokenUsage } from '../tokenscount/token-usage.type.js';
-import { sumUsageByMeta } from '../tokenscount/tokenscount.service.js';
-import { File } from './file.entity.js';
-import type { VisionMessage } from './message.entity.js';
-import { countMessages, findMessagePages, type MessagePageKey } from './message.queries.js';
+import { uuidArray } from '../db/sql';
+import type { PageRequest } from '../graphql/relay';
+import type { TokenUsage } from '../tokenscount/token-usage.type';
+import { sumUsageByMeta } from '../tokenscount/tokenscount.service';
+import { File } from './file.entity';
+import type { VisionMessage } from './message.entity';
+import { countMessages, findMessagePages, type MessagePageKey } from './message.queries';
 
 /**
  * Per-request batching: every field below a list of visions costs one statement per field,

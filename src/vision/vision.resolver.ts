@@ -1,15 +1,15 @@
 import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import type { GraphQLContext } from '../graphql/context.js';
-import { BadUserInputError } from '../graphql/errors.js';
-import { parseId, toPage, toPageRequest } from '../graphql/relay.js';
-import { TokenUsage } from '../tokenscount/token-usage.type.js';
-import { VisionMessage } from './message.entity.js';
-import { messageExistsInVision } from './message.queries.js';
-import { LAST_MESSAGE_REQ } from './vision.loaders.js';
-import { Vision } from './vision.entity.js';
-import { VisionStatus } from './vision.enums.js';
-import * as visions from './vision.service.js';
-import { CreateVisionInput, VisionConnection, VisionMessageConnection } from './vision.types.js';
+import type { GraphQLContext } from '../graphql/context';
+import { BadUserInputError } from '../graphql/errors';
+import { parseId, toPage, toPageRequest } from '../graphql/relay';
+import { TokenUsage } from '../tokenscount/token-usage.type';
+import { VisionMessage } from './message.entity';
+import { messageExistsInVision } from './message.queries';
+import { LAST_MESSAGE_REQ } from './vision.loaders';
+import { Vision } from './vision.entity';
+import { VisionStatus } from './vision.enums';
+import * as visions from './vision.service';
+import { CreateVisionInput, VisionConnection, VisionMessageConnection } from './vision.types';
 
 @ArgsType()
 class VisionsArgs {

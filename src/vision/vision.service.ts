@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, NotFoundError } from '../graphql/errors.js';
-import { type PageRequest } from '../graphql/relay.js';
-import { Vision } from './vision.entity.js';
-import { VisionStatus } from './vision.enums.js';
+import { BadUserInputError, NotFoundError } from '../graphql/errors';
+import { type PageRequest } from '../graphql/relay';
+import { Vision } from './vision.entity';
+import { VisionStatus } from './vision.enums';
 
 export interface VisionRules {
   /** @default 200 */

@@ -1,9 +1,9 @@
 import { Field, ID, InputType, Int, ObjectType } from 'type-graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
-import { encodeCursor, PageInfo } from '../graphql/relay.js';
-import { VisionMessage } from './message.entity.js';
-import { Vision } from './vision.entity.js';
-import { MessageState } from './vision.enums.js';
+import { encodeCursor, PageInfo } from '../graphql/relay';
+import { VisionMessage } from './message.entity';
+import { Vision } from './vision.entity';
+import { MessageState } from './vision.enums';
 
 @ObjectType()
 export class VisionMessageEdge {

@@ -1,16 +1,18 @@
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import pino from 'pino';
 import { startEmbeddedPostgres } from '../../src/db/embedded';
-import { initOrm, migrateUp } from '../../src/db/orm';
 
 /**
  * One PostgreSQL for the run: DATABASE_URL when set (a fresh database is created on it and
  * dropped afterwards), otherwise an embedded PostgreSQL in a temporary directory.
- * The run's database is migrated here once.
+ * The run's database is migrated here once, by the compiled migration CLI in a child process
+ * (`npm test` builds first): loading MikroORM in jest's global-setup realm would leak its
+ * metadata into the test realm.
  */
 export default async function globalSetup(): Promise<void> {
   let admin = process.env.DATABASE_URL;
@@ -33,7 +35,10 @@ export default async function globalSetup(): Promise<void> {
   process.env.VP_TEST_DATABASE_URL = u.toString();
   (globalThis as Record<string, unknown>).__VP_TEST_DB__ = name;
 
-  const orm = await initOrm(u.toString(), { poolMax: 2 });
-  await migrateUp(orm);
-  await orm.close(true);
+  const cli = resolve(__dirname, '../../dist/src/db/migrate.cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first (npm test does)`);
+  execFileSync(process.execPath, [cli, 'up'], {
+    env: { ...process.env, DATABASE_URL: u.toString(), LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
