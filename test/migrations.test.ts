@@ -1,0 +1,81 @@
+import pino from 'pino';
+import { initOrm, migrateDown, migrateUp, type Orm } from '../src/db/orm';
+import { createScratchDatabase } from './support/db';
+
+describe('migrations', () => {
+  let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
+  let orm: Orm;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase();
+    orm = await initOrm(scratch.url, { poolMax: 2, logger: pino({ level: 'silent' }) });
+  });
+  afterAll(async () => {
+    await orm?.close(true);
+    await scratch?.drop();
+  });
+
+  const sql = <T = Record<string, unknown>>(q: string, p: unknown[] = []) => orm.em.getConnection().execute<T[]>(q, p);
+  const tables = async () =>
+    (await sql<{ table_name: string }>(`select table_name from information_schema.tables where table_schema = 'public' and table_name <> 'mikro_orm_migrations' order by 1`)).map(
+      (r) => r.table_name,
+    );
+
+  it('go up from an empty database to the seed tables with their constraints and indexes', async () => {
+    expect(await tables()).toEqual([]);
+    expect(await migrateUp(orm)).toEqual(['Migration20261124000000_init']);
+    expect(await tables()).toEqual(['files', 'tokenscount', 'vision_messages', 'visions']);
+    const cols = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string }>(
+      `select table_name, column_name, data_type, is_nullable from information_schema.columns where table_schema = 'public' and table_name in ('visions', 'tokenscount') order by table_name, ordinal_position`,
+    );
+    expect(cols.filter((c) => c.table_name === 'visions').map((c) => `${c.column_name}:${c.data_type}`)).toEqual([
+      'id:uuid',
+      'userid:text',
+      'title:text',
+      'status:text',
+      'createdat:timestamp with time zone',
+      'updatedat:timestamp with time zone',
+      'meta:jsonb',
+    ]);
+    const tc = cols.filter((c) => c.table_name === 'tokenscount');
+    expect(tc.map((c) => c.column_name)).toEqual([
+      'id', 'clientid', 'clienttype', 'provider', 'model', 'prompttokens', 'completiontokens', 'totaltokens', 'rawusage', 'meta', 'createdat',
+    ]);
+    expect(tc.filter((c) => c.is_nullable === 'NO').map((c) => c.column_name)).toEqual(['id']);
+    const [{ seq }] = await sql<{ seq: string | null }>(`select pg_get_serial_sequence('tokenscount', 'id') as seq`);
+    expect(seq).toBe('public.tokenscount_id_seq');
+
+    const indexes = (await sql<{ indexname: string }>(`select indexname from pg_indexes where schemaname = 'public'`)).map((r) => r.indexname);
+    expect(indexes).toEqual(
+      expect.arrayContaining([
+        'vision_messages_visionid_createdat_id_idx',
+        'visions_userid_status_updatedat_idx',
+        'tokenscount_clientid_createdat_idx',
+        'tokenscount_meta_visionid_idx',
+        'vision_messages_visionid_clientmessageid_key',
+        'vision_messages_one_streaming_key',
+      ]),
+    );
+  });
+
+  it('enforce status, sender, messagetype and state checks and the message → vision foreign key', async () => {
+    const [{ id }] = await sql<{ id: string }>(`insert into visions (id, userid, title, status) values (gen_random_uuid(), 'u', 't', 'active') returning id`);
+    await expect(sql(`insert into visions (id, userid, title, status) values (gen_random_uuid(), 'u', 't', 'archived')`)).rejects.toThrow(/visions_status_check/);
+    await expect(sql(`insert into vision_messages (id, visionid, sender, content) values (gen_random_uuid(), ?, 'bot', 'x')`, [id])).rejects.toThrow(/sender_check/);
+    await expect(sql(`insert into vision_messages (id, visionid, sender, messagetype) values (gen_random_uuid(), ?, 'user', 'video')`, [id])).rejects.toThrow(/messagetype_check/);
+    await expect(sql(`insert into vision_messages (id, visionid, sender, state) values (gen_random_uuid(), ?, 'user', 'done')`, [id])).rejects.toThrow(/state_check/);
+    await expect(sql(`insert into vision_messages (id, visionid, sender) values (gen_random_uuid(), gen_random_uuid(), 'user')`)).rejects.toThrow(/visionid_fkey/);
+    await sql(`insert into vision_messages (id, visionid, sender, state) values (gen_random_uuid(), ?, 'assistant', 'streaming')`, [id]);
+    await expect(sql(`insert into vision_messages (id, visionid, sender, state) values (gen_random_uuid(), ?, 'assistant', 'streaming')`, [id])).rejects.toThrow(
+      /one_streaming_key/,
+    );
+    await sql(`delete from vision_messages; delete from visions`);
+  });
+
+  it('go down to an empty database and up again', async () => {
+    expect(await migrateDown(orm, { to: 0 })).toEqual(['Migration20261124000000_init']);
+    expect(await tables()).toEqual([]);
+    expect(await migrateUp(orm)).toEqual(['Migration20261124000000_init']);
+    expect(await tables()).toHaveLength(4);
+    expect(await migrateUp(orm)).toEqual([]);
+  });
+});
