@@ -6,7 +6,7 @@ export enum Topic {
 }
 
 /** A stored message as it travels between instances: plain JSON, dates as ISO strings. */
-export interface MessageEvent {
+export interface StoredMessageEvent {
   id: string;
   visionId: string;
   sender: string;
@@ -28,7 +28,7 @@ export interface ReplyDeltaEvent {
 
 /** Topic → [topic id (the vision id), payload]. */
 export type PubSubMap = {
-  [Topic.MESSAGE_ADDED]: [visionId: string, payload: MessageEvent];
+  [Topic.MESSAGE_ADDED]: [visionId: string, payload: StoredMessageEvent];
   [Topic.REPLY_DELTA]: [visionId: string, payload: ReplyDeltaEvent];
 };
 

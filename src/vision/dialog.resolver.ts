@@ -1,14 +1,14 @@
 import { Arg, Authorized, Ctx, ID, Int, Mutation, Resolver, Root, Subscription } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context';
 import { BadUserInputError } from '../graphql/errors';
-import { Topic, type MessageEvent, type ReplyDeltaEvent } from '../graphql/pubsub';
+import { Topic, type StoredMessageEvent, type ReplyDeltaEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
 import type { MessageSender, MessageState, MessageType } from './vision.enums';
 import { getVisionForUser } from './vision.service';
 import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
 
-function toMessage(e: MessageEvent): VisionMessage {
+function toMessage(e: StoredMessageEvent): VisionMessage {
   return Object.assign(new VisionMessage(), {
     id: e.id,
     visionId: e.visionId,
@@ -61,7 +61,7 @@ export class DialogResolver {
     subscribe: async ({ args, context }) =>
       (context as GraphQLContext).pubsub.subscribe(Topic.MESSAGE_ADDED, await ownedVisionId(args.visionId, context as GraphQLContext)),
   })
-  messageAdded(@Root() event: MessageEvent, @Arg('visionId', () => ID) _visionId: string): VisionMessage {
+  messageAdded(@Root() event: StoredMessageEvent, @Arg('visionId', () => ID) _visionId: string): VisionMessage {
     return toMessage(event);
   }
 

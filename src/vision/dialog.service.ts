@@ -3,7 +3,7 @@ import type { OpenAI } from 'openai';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { AppError, BadUserInputError, ErrorCode, VisionNotActiveError } from '../graphql/errors';
-import { Topic, type AppPubSub, type MessageEvent } from '../graphql/pubsub';
+import { Topic, type AppPubSub, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { toChatMessages, type HistoryItem } from '../llm/history';
 import type { Logger } from '../logger';
@@ -62,7 +62,7 @@ function constraintOf(err: unknown): string | undefined {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function toMessageEvent(m: VisionMessage): MessageEvent {
+export function toMessageEvent(m: VisionMessage): StoredMessageEvent {
   return {
     id: m.id,
     visionId: m.visionId,
