@@ -39,6 +39,8 @@ export interface Config {
   dataDir: string;
   /** Pool size of the PostgreSQL connection pool. @default 10 */
   dbPoolMax: number;
+  /** Redis for pub/sub between instances; unset: in memory (one instance). */
+  redisUrl?: string;
   /** On SIGTERM, how long running replies may finish before they are stopped. @default 10000 */
   shutdownGraceMs: number;
   auth: AuthConfig;
@@ -195,6 +197,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir: str(env, 'DATA_DIR') ?? '.data',
     dbPoolMax: int(env, 'DB_POOL_MAX', 10, 1, 1000),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     auth: {
       jwtSecret,

@@ -13,11 +13,12 @@ import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import type { GraphQLContext } from './graphql/context';
 import { createFormatError, UnauthenticatedError } from './graphql/errors';
-import { createAppPubSub, type AppPubSub } from './graphql/pubsub';
+import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
 import { createOpenAIClient, type OpenAI } from './llm/openai.client';
 import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder';
 import { DialogService } from './vision/dialog.service';
+import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
 import { createVisionLoaders } from './vision/vision.loaders';
 
@@ -82,7 +83,9 @@ export async function startServer(opts: {
   const production = config.nodeEnv === 'production';
   const schema = opts.schema ?? (await createSchema());
   const auth = createAuthenticator(config.auth);
-  const pubsub = createAppPubSub();
+  const backend = await createPubSubBackend({ redisUrl: config.redisUrl, logger });
+  const pubsub = backend.pubsub;
+  const replyBuffer: ReplyBuffer = backend.redis ? new RedisReplyBuffer(backend.redis) : new MemoryReplyBuffer();
 
   let offline: OfflineResponder | undefined;
   let llmClient = opts.llmClient;
@@ -106,6 +109,7 @@ export async function startServer(opts: {
     config,
     llm: { client: llmClient, model: config.llm.model, provider: config.llm.provider },
     pubsub,
+    replyBuffer,
     logger,
   });
   await dialog.start();
@@ -119,7 +123,7 @@ export async function startServer(opts: {
 
   const buildContext = (user: Identity | null): GraphQLContext => {
     const em = db.orm.em.fork();
-    return { user, em, loaders: createVisionLoaders(em), config, logger, dialog, pubsub };
+    return { user, em, loaders: createVisionLoaders(em), config, logger, dialog, pubsub, replyBuffer };
   };
 
   const armor = new ApolloArmor({
@@ -240,6 +244,7 @@ export async function startServer(opts: {
         await app.close(); // drains HTTP and stops Apollo through the drain plugin
         await apollo.stop();
         await offline?.close();
+        await backend.close();
       })();
       return stopping;
     },

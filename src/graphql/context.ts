@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { DialogService } from '../vision/dialog.service';
+import type { ReplyBuffer } from '../vision/reply-buffer';
 import type { VisionLoaders } from '../vision/vision.loaders';
 import type { Identity } from './auth';
 import type { AppPubSub } from './pubsub';
@@ -17,4 +18,5 @@ export interface GraphQLContext {
   logger: Logger;
   dialog: DialogService;
   pubsub: AppPubSub;
+  replyBuffer: ReplyBuffer;
 }

@@ -6,7 +6,7 @@ import { DialogResolver } from '../vision/dialog.resolver';
 import { VisionMessageResolver } from '../vision/message.resolver';
 import { VisionResolver } from '../vision/vision.resolver';
 import type { GraphQLContext } from './context';
-import { createAppPubSub } from './pubsub';
+import { createPubSub } from '@graphql-yoga/subscription';
 
 /** Every root field needs an identity; introspection does not. */
 const authChecker: AuthChecker<GraphQLContext> = ({ context }) => context.user !== null;
@@ -24,7 +24,7 @@ export async function createSchema(): Promise<GraphQLSchema> {
     authMode: 'error',
     // rules live in services, which throw contract errors; class-validator is not used
     validate: false,
-    pubSub: createAppPubSub(),
+    pubSub: createPubSub(),
   });
 }
 

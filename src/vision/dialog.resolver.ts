@@ -1,10 +1,11 @@
 import { Arg, Authorized, Ctx, ID, Int, Mutation, Resolver, Root, Subscription } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context';
 import { BadUserInputError } from '../graphql/errors';
-import { Topic, type StoredMessageEvent, type ReplyDeltaEvent } from '../graphql/pubsub';
+import { Topic, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
 import type { MessageSender, MessageState, MessageType } from './vision.enums';
+import { replyDeltaStream } from './reply-stream';
 import { getVisionForUser } from './vision.service';
 import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
 
@@ -74,7 +75,8 @@ export class DialogResolver {
         throw new BadUserInputError('afterSeq must be a non-negative integer', 'afterSeq');
       }
       const ctx = context as GraphQLContext;
-      return ctx.pubsub.subscribe(Topic.REPLY_DELTA, await ownedVisionId(args.visionId, ctx));
+      const visionId = await ownedVisionId(args.visionId, ctx);
+      return replyDeltaStream({ pubsub: ctx.pubsub, buffer: ctx.replyBuffer, visionId, afterSeq: args.afterSeq as number | null });
     },
   })
   replyDelta(

@@ -3,12 +3,13 @@ import type { OpenAI } from 'openai';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { AppError, BadUserInputError, ErrorCode, VisionNotActiveError } from '../graphql/errors';
-import { Topic, type AppPubSub, type StoredMessageEvent } from '../graphql/pubsub';
+import { Topic, type AppPubSub, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { toChatMessages, type HistoryItem } from '../llm/history';
 import type { Logger } from '../logger';
 import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import { VisionMessage } from './message.entity';
+import type { ReplyBuffer } from './reply-buffer';
 import { MessageState, VisionStatus } from './vision.enums';
 import { getVisionForUser } from './vision.service';
 
@@ -17,6 +18,8 @@ export interface DialogDeps {
   config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
   llm: { client: OpenAI; model: string; provider: string };
   pubsub: AppPubSub;
+  /** Holds the events of replies in progress for resuming subscribers. */
+  replyBuffer: ReplyBuffer;
   logger: Logger;
 }
 
@@ -90,6 +93,7 @@ export function toMessageEvent(m: VisionMessage): StoredMessageEvent {
 export class DialogService {
   private readonly running = new Map<string, RunningReply>();
   private sweeper?: NodeJS.Timeout;
+  private stopSignals?: AsyncIterator<unknown>;
   private closed = false;
 
   constructor(private readonly deps: DialogDeps) {}
@@ -101,6 +105,15 @@ export class DialogService {
       this.closeStaleReplies().catch((err) => this.deps.logger.warn({ err }, 'closing stale replies failed'));
     }, Math.max(500, this.deps.config.dialog.staleMs / 2));
     this.sweeper.unref();
+    // stop signals from other instances (stopReply or a status change handled elsewhere)
+    const signals = this.deps.pubsub.subscribe(Topic.REPLY_STOP)[Symbol.asyncIterator]();
+    this.stopSignals = signals;
+    void (async () => {
+      for (let r = await signals.next(); !r.done; r = await signals.next()) {
+        const local = this.running.get(r.value.visionId);
+        if (local) local.abort.abort(r.value.cause);
+      }
+    })().catch((err) => this.deps.logger.error({ err }, 'stop signal listener failed'));
   }
 
   /**
@@ -110,6 +123,7 @@ export class DialogService {
   async shutdown(graceMs: number): Promise<void> {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
+    await this.stopSignals?.return?.();
     const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
     if (this.running.size) {
       await Promise.race([all(), sleep(graceMs)]);
@@ -205,6 +219,9 @@ export class DialogService {
       await local.done.catch(() => undefined);
       return true;
     }
+    // the instance generating it aborts at once; the database update below also covers an
+    // instance that missed the signal (it sees the row closed at its next save)
+    await this.deps.pubsub.publish(Topic.REPLY_STOP, { visionId, cause });
     const rows = await this.exec(
       this.deps.orm.em.fork(),
       `update vision_messages set state = 'stopped', heartbeatat = null, payload = coalesce(payload, '{}'::jsonb) || ?::jsonb
@@ -356,7 +373,11 @@ export class DialogService {
       abort,
       done: undefined as unknown as Promise<DialogPair>,
     };
-    run.done = this.generate(run, title, userId, user, reply).finally(() => {
+    run.done = this.deps.replyBuffer
+      .begin(reply.visionId, reply.id)
+      .catch((err) => this.deps.logger.warn({ err }, 'reply buffer unavailable; resume will miss this reply'))
+      .then(() => this.generate(run, title, userId, user, reply))
+      .finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     this.running.set(run.visionId, run);
@@ -424,14 +445,7 @@ export class DialogService {
         onDelta: (delta) => {
           content += delta;
           seq++;
-          void pubsub.publish(Topic.REPLY_DELTA, reply.visionId, {
-            visionId: reply.visionId,
-            replyId: reply.id,
-            seq,
-            delta,
-            done: false,
-            state: MessageState.STREAMING,
-          });
+          return this.emitDelta({ visionId: reply.visionId, replyId: reply.id, seq, delta, done: false, state: MessageState.STREAMING });
         },
       });
       if (result.finish === 'failed') {
@@ -450,14 +464,7 @@ export class DialogService {
     const state = failure ? MessageState.FAILED : result?.finish === 'stopped' ? MessageState.STOPPED : MessageState.COMPLETE;
     const text = result?.content ?? content;
     const final = await this.storeFinal(reply, state, text, failure);
-    void pubsub.publish(Topic.REPLY_DELTA, reply.visionId, {
-      visionId: reply.visionId,
-      replyId: reply.id,
-      seq: seq + 1,
-      delta: '',
-      done: true,
-      state: final.state,
-    });
+    await this.emitDelta({ visionId: reply.visionId, replyId: reply.id, seq: seq + 1, delta: '', done: true, state: final.state });
     await this.publishMessage(final);
     return { userMessage: user, assistantMessage: final };
   }
@@ -494,6 +501,16 @@ export class DialogService {
         await sleep(Math.min(5000, 100 * 2 ** attempt));
       }
     }
+  }
+
+  /** Buffered first, then published: a resuming subscriber finds every event in one of the two. */
+  private async emitDelta(event: ReplyDeltaEvent): Promise<void> {
+    try {
+      await this.deps.replyBuffer.append(event);
+    } catch (err) {
+      this.deps.logger.warn({ err, replyId: event.replyId }, 'reply buffer append failed');
+    }
+    await this.deps.pubsub.publish(Topic.REPLY_DELTA, event.visionId, event);
   }
 
   private async publishMessage(m: VisionMessage): Promise<void> {
