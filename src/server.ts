@@ -1,6 +1,6 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
+import { fastifyApolloHandler } from '@as-integrations/fastify';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
@@ -148,7 +148,6 @@ export async function startServer(opts: {
     }),
     plugins: [
       ...protection.plugins,
-      fastifyApolloDrainPlugin(app),
       operationLogPlugin(logger, config.graphql.exposeSqlStats),
       ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
     ],
@@ -237,12 +236,32 @@ export async function startServer(opts: {
     pubsub,
     stop(graceMs = 0) {
       stopping ??= (async () => {
+        const t0 = performance.now();
+        const step = (msg: string) => logger.info({ ms: Math.round(performance.now() - t0) }, `shutdown: ${msg}`);
         await dialog.shutdown(graceMs);
-        for (const client of wss.clients) client.close(1001, 'Going away');
+        step('replies finished or stopped');
+        // 1001 to every client; a socket that has not finished the close handshake within a
+        // second is terminated (the HTTP server cannot close while upgraded sockets live)
+        const sockets = [...wss.clients];
+        const allClosed = Promise.all(sockets.map((ws) => new Promise<void>((r) => (ws.readyState === ws.CLOSED ? r() : ws.once('close', () => r())))));
+        for (const ws of sockets) ws.close(1001, 'Going away');
+        await Promise.race([allClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
+        for (const ws of sockets) if (ws.readyState !== ws.CLOSED) ws.terminate();
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
-        await app.close(); // drains HTTP and stops Apollo through the drain plugin
-        await apollo.stop();
+        step('WebSockets closed');
+        // requests still running finish; keep-alive connections close as soon as they are idle,
+        // and after 5 s whatever is left is cut
+        const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+        const cut = setTimeout(() => app.server.closeAllConnections(), 5000);
+        try {
+          await app.close();
+          await apollo.stop();
+        } finally {
+          clearInterval(sweep);
+          clearTimeout(cut);
+        }
+        step('HTTP drained');
         await offline?.close();
         await backend.close();
       })();
