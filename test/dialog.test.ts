@@ -929,3 +929,42 @@ describe('replyDelta over graphql-ws', () => {
     sub.stop();
   });
 });
+
+// ------------------------------------------------------------------ SDK retries
+
+describe('SDK retries (LLM_MAX_RETRIES=2)', () => {
+  let retrying: TestServer;
+  beforeAll(async () => {
+    retrying = await startTestServer({ ...serverEnv, LLM_MAX_RETRIES: '2' });
+  });
+  afterAll(() => retrying?.stop());
+
+  test('a 500 and a 429 before the first byte are retried: one reply, one tokenscount row', async () => {
+    const user = newUser('retries');
+    const visionId = await createVision(user, 'Retry', retrying);
+    // retry-after-ms keeps the SDK's backoff short
+    fake.enqueue(
+      { kind: 'status', status: 500, headers: { 'retry-after-ms': '10' } },
+      { kind: 'status', status: 429, headers: { 'retry-after-ms': '10' } },
+      { kind: 'stream', chunks: ['Third ', 'time ', 'lucky.'] },
+    );
+    const pair = ok(await send(user, visionId, 'Try hard', undefined, retrying)).sendMessage;
+    expect(pair.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'Third time lucky.' });
+    expect(fake.requests).toHaveLength(3);
+    const rows = await tokenRows(visionId, retrying);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.meta).toMatchObject({ finish: 'complete', messageid: pair.assistantMessage.id });
+  });
+
+  test('a stream cut after the first bytes is never sent twice: LLM_FAILED with what arrived', async () => {
+    const user = newUser('retries');
+    const visionId = await createVision(user, 'No double', retrying);
+    fake.enqueue({ kind: 'cut', chunks: ['Half an ', 'answer'] });
+    const failed = onlyError(await send(user, visionId, 'Go', undefined, retrying));
+    expect(failed.code).toBe('LLM_FAILED');
+    expect(failed.ext.reason).toBe('upstream_error');
+    expect(fake.requests).toHaveLength(1);
+    const reply = await messageRow(failed.ext.replyId);
+    expect(reply).toMatchObject({ state: 'failed', content: 'Half an answer' });
+  });
+});
