@@ -56,6 +56,7 @@ export interface Config {
   maxMetaBytes: number;
   llm: LlmConfig;
   dialog: DialogConfig;
+  limits: LimitsConfig;
   graphql: {
     /** @default true */
     introspection: boolean;
@@ -87,6 +88,29 @@ export interface LlmConfig {
   maxRetries: number;
   /** True when no key is set and NODE_ENV is not production. */
   offline: boolean;
+}
+
+export interface LimitsConfig {
+  /** sendMessage + retryReply per user and minute; 0 turns it off. @default 20 */
+  sendsPerMinute: number;
+  /** GraphQL operations per user and second; 0 turns it off. @default 30 */
+  opsPerSecond: number;
+  /** Open WebSocket connections per user (per instance). @default 20 */
+  maxWsPerUser: number;
+  /** Active subscriptions per WebSocket connection. @default 50 */
+  maxSubscriptionsPerConnection: number;
+  /** Largest HTTP request body. @default 1048576 */
+  maxBodyBytes: number;
+  /** Time to receive the request headers. @default 10000 */
+  headersTimeoutMs: number;
+  /** Time for a whole HTTP request; longer than LLM_TIMEOUT_MS. @default LLM_TIMEOUT_MS + 30000 */
+  requestTimeoutMs: number;
+  /** Longest wait for a pooled connection, a new connection or a statement. @default 5000 */
+  dbTimeoutMs: number;
+  /** Failed model calls in the rolling minute before the breaker opens (at least half failing). @default 5 */
+  breakerThreshold: number;
+  /** How long an open breaker answers at once before probing again. @default 30000 */
+  breakerCooldownMs: number;
 }
 
 export interface DialogConfig {
@@ -185,6 +209,7 @@ export function loadConfig(env: Env): Config {
       'NODE_ENV=production needs OPENAI_API_KEY (use any non-empty value for a keyless OPENAI_BASE_URL server): the offline responder is for development only',
     );
   }
+  const llmTimeoutMs = int(env, 'LLM_TIMEOUT_MS', 60_000, 100, 600_000);
   const flushMs = int(env, 'REPLY_FLUSH_MS', 1000, 50, 10_000);
   const staleMs = int(env, 'REPLY_STALE_MS', 30_000, 1000, 3_600_000);
   if (staleMs < flushMs * 3) throw new ConfigError('REPLY_STALE_MS must be at least three times REPLY_FLUSH_MS');
@@ -217,7 +242,7 @@ export function loadConfig(env: Env): Config {
       baseURL: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
       model: str(env, 'OPENAI_MODEL') ?? 'gpt-4.1',
       provider: str(env, 'LLM_PROVIDER') ?? 'openai',
-      timeoutMs: int(env, 'LLM_TIMEOUT_MS', 60_000, 100, 600_000),
+      timeoutMs: llmTimeoutMs,
       maxRetries: int(env, 'LLM_MAX_RETRIES', 2, 0, 10),
       offline: !apiKey,
     },
@@ -226,6 +251,18 @@ export function loadConfig(env: Env): Config {
       systemPrompt: str(env, 'VISION_SYSTEM_PROMPT') ?? DEFAULT_SYSTEM_PROMPT,
       flushMs,
       staleMs,
+    },
+    limits: {
+      sendsPerMinute: int(env, 'RATE_LIMIT_SENDS_PER_MINUTE', 20, 0, 1_000_000),
+      opsPerSecond: int(env, 'RATE_LIMIT_OPS_PER_SECOND', 30, 0, 1_000_000),
+      maxWsPerUser: int(env, 'MAX_WS_PER_USER', 20, 1, 100_000),
+      maxSubscriptionsPerConnection: int(env, 'MAX_SUBSCRIPTIONS_PER_CONNECTION', 50, 1, 10_000),
+      maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
+      headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+      requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', llmTimeoutMs + 30_000, 1000, 3_600_000),
+      dbTimeoutMs: int(env, 'DB_TIMEOUT_MS', 5000, 100, 600_000),
+      breakerThreshold: int(env, 'LLM_BREAKER_THRESHOLD', 5, 1, 10_000),
+      breakerCooldownMs: int(env, 'LLM_BREAKER_COOLDOWN_MS', 30_000, 100, 3_600_000),
     },
     graphql: {
       introspection: bool(env, 'GRAPHQL_INTROSPECTION', true),

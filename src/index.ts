@@ -28,7 +28,13 @@ async function main(): Promise<void> {
   }
   if (!config.databaseUrl) logger.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: starting embedded PostgreSQL');
 
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax, logger });
+  const db = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolMax: config.dbPoolMax,
+    timeoutMs: config.limits.dbTimeoutMs,
+    logger,
+  });
   let server;
   try {
     server = await startServer({ config, logger, db });

@@ -3,7 +3,7 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { fastifyApolloHandler } from '@as-integrations/fastify';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { GraphQLSchema } from 'graphql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
@@ -12,7 +12,9 @@ import type { Database } from './db/database';
 import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import type { GraphQLContext } from './graphql/context';
-import { createFormatError, UnauthenticatedError } from './graphql/errors';
+import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
+import { RateLimits } from './graphql/rate-limits';
+import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
 import { createOpenAIClient, type OpenAI } from './llm/openai.client';
@@ -67,6 +69,19 @@ function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServ
   };
 }
 
+/** Every operation of a known user counts against RATE_LIMIT_OPS_PER_SECOND. */
+function rateLimitPlugin(limits: RateLimits): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ contextValue }) {
+          if (contextValue.user) await limits.consumeOperation(contextValue.user.userId);
+        },
+      };
+    },
+  };
+}
+
 /**
  * HTTP (Fastify + Apollo Server 5) and WebSocket (graphql-ws) on one port, both on `/graphql`;
  * `/healthz` and `/readyz` for orchestration.
@@ -102,21 +117,33 @@ export async function startServer(opts: {
       baseURL: offline?.baseURL ?? config.llm.baseURL,
       timeoutMs: config.llm.timeoutMs,
       maxRetries: config.llm.maxRetries,
+      logger,
     });
   }
+  const limits = new RateLimits({ ...config.limits, redis: backend.redis });
+  const breaker = new ModelBreaker({
+    threshold: config.limits.breakerThreshold,
+    cooldownMs: config.limits.breakerCooldownMs,
+    onStateChange: (state) => logger.warn({ state }, `model circuit breaker ${state}`),
+  });
   const dialog = new DialogService({
     orm: db.orm,
     config,
     llm: { client: llmClient, model: config.llm.model, provider: config.llm.provider },
     pubsub,
     replyBuffer,
+    breaker,
+    limits,
     logger,
   });
   await dialog.start();
 
   const app = Fastify({
     logger: false,
-    bodyLimit: 1024 * 1024,
+    bodyLimit: config.limits.maxBodyBytes,
+    requestTimeout: config.limits.requestTimeoutMs,
+    connectionTimeout: config.limits.requestTimeoutMs,
+    keepAliveTimeout: 5000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -145,9 +172,11 @@ export async function startServer(opts: {
     formatError: createFormatError({
       production,
       onInternal: (err) => logger.error({ err }, 'internal error in a GraphQL operation'),
+      onDatabaseDown: (err) => logger.warn({ err: (err as Error).message }, 'database unavailable'),
     }),
     plugins: [
       ...protection.plugins,
+      rateLimitPlugin(limits),
       operationLogPlugin(logger, config.graphql.exposeSqlStats),
       ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
     ],
@@ -189,7 +218,9 @@ export async function startServer(opts: {
     }
   });
 
+  app.server.headersTimeout = config.limits.headersTimeoutMs;
   await app.listen({ port: config.port, host: config.host });
+  const wsPerUser = new Map<string, number>();
   const wss = new WebSocketServer({ server: app.server, path: '/graphql', maxPayload: 64 * 1024 });
   const wsServer = useServer<Record<string, unknown>, { identity: Identity }>(
     {
@@ -208,6 +239,17 @@ export async function startServer(opts: {
             ctx.extra.socket.close(4401, 'Unauthorized');
             return false;
           }
+          const open = wsPerUser.get(identity.userId) ?? 0;
+          if (open >= config.limits.maxWsPerUser) {
+            ctx.extra.socket.close(4429, 'Too many connections for this user');
+            return false;
+          }
+          wsPerUser.set(identity.userId, open + 1);
+          ctx.extra.socket.once('close', () => {
+            const n = (wsPerUser.get(identity.userId) ?? 1) - 1;
+            if (n > 0) wsPerUser.set(identity.userId, n);
+            else wsPerUser.delete(identity.userId);
+          });
           ctx.extra.identity = identity;
           return true;
         } catch (err) {
@@ -217,6 +259,26 @@ export async function startServer(opts: {
           }
           throw err;
         }
+      },
+      onSubscribe: async (ctx) => {
+        // the request limit covers subscription starts too; a connection holds a bounded number
+        if (Object.keys(ctx.subscriptions).length >= config.limits.maxSubscriptionsPerConnection) {
+          return [
+            new GraphQLError(`At most ${config.limits.maxSubscriptionsPerConnection} subscriptions per connection`, {
+              extensions: { code: ErrorCode.RATE_LIMITED },
+            }),
+          ];
+        }
+        const userId = ctx.extra.identity?.userId;
+        if (userId) {
+          try {
+            await limits.consumeOperation(userId);
+          } catch (err) {
+            if (err instanceof GraphQLError) return [err];
+            throw err;
+          }
+        }
+        return undefined;
       },
       context: (ctx) => buildContext(ctx.extra.identity ?? null),
     },
@@ -263,6 +325,7 @@ export async function startServer(opts: {
         }
         step('HTTP drained');
         await offline?.close();
+        breaker.shutdown();
         await backend.close();
       })();
       return stopping;

@@ -20,6 +20,7 @@ export async function openDatabase(opts: {
   poolMax: number;
   logger: Logger;
   migrate?: boolean;
+  timeoutMs?: number;
 }): Promise<Database> {
   let embedded: EmbeddedPostgresHandle | undefined;
   let url = opts.databaseUrl;
@@ -29,7 +30,7 @@ export async function openDatabase(opts: {
   }
   let orm: Orm | undefined;
   try {
-    orm = await initOrm(url, { poolMax: opts.poolMax, logger: opts.logger });
+    orm = await initOrm(url, { poolMax: opts.poolMax, logger: opts.logger, timeoutMs: opts.timeoutMs });
     if (opts.migrate !== false) {
       const applied = await migrateUp(orm);
       if (applied.length) opts.logger.info({ applied }, 'migrations applied');

@@ -16,15 +16,34 @@ export type Orm = MikroORM<PostgreSqlDriver>;
 export const entities = [Vision, VisionMessage, File, TokensCount];
 
 /** MikroORM options for PostgreSQL at `url`; migrations come from `migrations/index.ts`. */
-export function ormOptions(url: string, opts: { poolMax?: number; logger?: Logger } = {}): Options<PostgreSqlDriver> {
+export interface OrmOpts {
+  poolMax?: number;
+  logger?: Logger;
+  /** Longest wait for a pooled connection, a new connection or one statement. @default 5000 */
+  timeoutMs?: number;
+}
+
+export function ormOptions(url: string, opts: OrmOpts = {}): Options<PostgreSqlDriver> {
+  const timeout = opts.timeoutMs ?? 5000;
   return {
     driver: PostgreSqlDriver,
     clientUrl: url,
     entities,
     // the schema is owned by migrations, never by schema sync or discovery of the database
     discovery: { warnWhenNoEntities: true },
-    pool: { min: 0, max: opts.poolMax ?? 10, idleTimeoutMillis: 30_000 },
-    driverOptions: { connection: { application_name: 'vision-path' } },
+    pool: { min: 0, max: opts.poolMax ?? 10, idleTimeoutMillis: 30_000, acquireTimeoutMillis: timeout },
+    // fail fast while PostgreSQL is unreachable: no request waits longer than DB_TIMEOUT_MS
+    driverOptions: {
+      acquireConnectionTimeout: timeout,
+      // knex reports lost connections through its own logger (console by default)
+      log: {
+        warn: (m: unknown) => opts.logger?.warn({ component: 'knex' }, String(m)),
+        error: (m: unknown) => opts.logger?.warn({ component: 'knex' }, String(m)),
+        deprecate: (m: unknown) => opts.logger?.debug({ component: 'knex' }, String(m)),
+        debug: (m: unknown) => opts.logger?.debug({ component: 'knex' }, String(m)),
+      },
+      connection: { application_name: 'vision-path', connectionTimeoutMillis: timeout, query_timeout: timeout },
+    },
     allowGlobalContext: false,
     forceUtcTimezone: true,
     debug: false,
@@ -45,7 +64,7 @@ export function ormOptions(url: string, opts: { poolMax?: number; logger?: Logge
 }
 
 /** Connects to PostgreSQL; every statement is counted for the request that runs it. */
-export async function initOrm(url: string, opts: { poolMax?: number; logger?: Logger } = {}): Promise<Orm> {
+export async function initOrm(url: string, opts: OrmOpts = {}): Promise<Orm> {
   const orm = await MikroORM.init<PostgreSqlDriver>(ormOptions(url, opts));
   orm.em.getConnection().getKnex().on('query', countStatement);
   return orm;

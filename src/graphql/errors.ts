@@ -61,12 +61,29 @@ const INPUT_CODES = new Set([
   'OPERATION_RESOLUTION_FAILURE',
 ]);
 
+const DB_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+const DB_DOWN_MESSAGE =
+  /Timeout acquiring a connection|Connection terminated|connect ECONNREFUSED|terminating connection|Connection ended|timeout exceeded when trying to connect|Query read timeout|Transaction query already complete|the database system is (starting up|shutting down)/i;
+
+/** True when an error (or what caused it) says PostgreSQL cannot be reached right now. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  type Chain = { code?: unknown; name?: unknown; message?: unknown; originalError?: unknown; cause?: unknown; thrownValue?: unknown };
+  for (let e = err as Chain | undefined, i = 0; e && i < 6; i++) {
+    if (e.name === 'ConnectionException' || e.name === 'KnexTimeoutError') return true;
+    if (typeof e.code === 'string' && DB_DOWN_CODES.has(e.code)) return true;
+    if (typeof e.message === 'string' && DB_DOWN_MESSAGE.test(e.message)) return true;
+    // graphql-js wraps thrown non-Error values (the pg driver throws some) as NonErrorThrown
+    e = (e.originalError ?? e.cause ?? e.thrownValue) as Chain | undefined;
+  }
+  return false;
+}
+
 /**
  * Formats every error that leaves the server. Unknown errors (database, bugs) keep no message,
  * path to source or SQL in production: the client sees a generic INTERNAL_SERVER_ERROR and the
  * server log has the details.
  */
-export function createFormatError(opts: { production: boolean; onInternal: (err: unknown) => void }) {
+export function createFormatError(opts: { production: boolean; onInternal: (err: unknown) => void; onDatabaseDown?: (err: unknown) => void }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
     if (OWN_CODES.has(code) && code !== ErrorCode.INTERNAL_SERVER_ERROR) {
@@ -81,6 +98,14 @@ export function createFormatError(opts: { production: boolean; onInternal: (err:
       };
     }
     if (code.startsWith('PERSISTED_QUERY')) return formatted;
+    if (isDatabaseUnavailable(error)) {
+      opts.onDatabaseDown?.(error);
+      return {
+        message: 'The database is unavailable; try again shortly',
+        path: formatted.path,
+        extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, reason: 'database_unavailable' },
+      };
+    }
     opts.onInternal(error);
     if (opts.production) {
       return { message: 'Internal server error', path: formatted.path, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };

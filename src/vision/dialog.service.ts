@@ -7,6 +7,8 @@ import { Topic, type AppPubSub, type ReplyDeltaEvent, type StoredMessageEvent } 
 import { parseId } from '../graphql/relay';
 import { toChatMessages, type HistoryItem } from '../llm/history';
 import type { Logger } from '../logger';
+import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
+import type { RateLimits } from '../graphql/rate-limits';
 import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import { VisionMessage } from './message.entity';
 import type { ReplyBuffer } from './reply-buffer';
@@ -20,6 +22,10 @@ export interface DialogDeps {
   pubsub: AppPubSub;
   /** Holds the events of replies in progress for resuming subscribers. */
   replyBuffer: ReplyBuffer;
+  /** Pauses model calls while the provider keeps failing. */
+  breaker: ModelBreaker;
+  /** Per-user send limit; checked before anything is stored. */
+  limits?: Pick<RateLimits, 'consumeSend'>;
   logger: Logger;
 }
 
@@ -144,6 +150,7 @@ export class DialogService {
     this.assertOpen();
     const em = this.deps.orm.em.fork();
     const vision = await getVisionForUser(em, { id: visionId, userId });
+    await this.deps.limits?.consumeSend(userId);
     if (key) {
       const existing = await this.findUserMessageByKey(em, visionId, key);
       if (existing) return this.resultOf(existing);
@@ -178,6 +185,7 @@ export class DialogService {
     const em = this.deps.orm.em.fork();
     const vision = await getVisionForUser(em, { id: visionId, userId });
     if (vision.status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(vision.status);
+    await this.deps.limits?.consumeSend(userId);
     const turn = await this.withStaleRecovery(visionId, () =>
       this.deps.orm.em.fork().transactional(async (tem) => {
         await this.lockActiveVision(tem, visionId);
@@ -399,7 +407,7 @@ export class DialogService {
 
   /** Generates one reply; never rejects: every outcome ends in a stored final state. */
   private async generate(run: RunningReply, title: string, userId: string, user: VisionMessage, reply: VisionMessage): Promise<DialogPair> {
-    const { config, llm, logger, pubsub } = this.deps;
+    const { config, llm, logger } = this.deps;
     let content = '';
     let saved = '';
     let seq = 0;
@@ -431,7 +439,7 @@ export class DialogService {
     let failure: ModelFailureReason | undefined;
     try {
       const history = await this.loadHistory(this.deps.orm.em.fork(), reply.visionId);
-      result = await callModelAndLogTokens({
+      result = await this.deps.breaker.run(() => callModelAndLogTokens({
         em: this.deps.orm.em.fork(),
         client: llm.client,
         clientId: userId,
@@ -447,15 +455,20 @@ export class DialogService {
           seq++;
           return this.emitDelta({ visionId: reply.visionId, replyId: reply.id, seq, delta, done: false, state: MessageState.STREAMING });
         },
-      });
+      }), (r) => r.finish === 'failed');
       if (result.finish === 'failed') {
         failure = result.reason;
         logger.warn({ visionId: reply.visionId, replyId: reply.id, reason: result.reason, err: String(result.error) }, 'model call failed');
       }
     } catch (err) {
-      // the history read or the tokenscount write failed: the reply cannot be trusted as complete
       failure = 'upstream_error';
-      logger.error({ err, visionId: reply.visionId, replyId: reply.id }, 'reply generation failed');
+      if (err instanceof BreakerOpenError) {
+        // no call was made, so no tokens were spent and no tokenscount row is written
+        logger.warn({ visionId: reply.visionId, replyId: reply.id }, 'model breaker open: reply failed at once');
+      } else {
+        // the history read or the tokenscount write failed: the reply cannot be trusted as complete
+        logger.error({ err, visionId: reply.visionId, replyId: reply.id }, 'reply generation failed');
+      }
     } finally {
       clearInterval(ticker);
     }
@@ -496,7 +509,8 @@ export class DialogService {
           return em.map(VisionMessage, current!);
         });
       } catch (err) {
-        if (attempt >= 20) throw err;
+        // while shutting down, give up sooner: the next start closes the reply (interrupted)
+        if (attempt >= (this.closed ? 3 : 20)) throw err;
         this.deps.logger.warn({ err, replyId: reply.id, attempt }, 'storing the final reply failed; retrying');
         await sleep(Math.min(5000, 100 * 2 ** attempt));
       }

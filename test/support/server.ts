@@ -44,10 +44,19 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     DATABASE_URL: testDatabaseUrl(),
     DB_POOL_MAX: '5',
     EXPOSE_SQL_STATS: 'true',
+    // limits are tested on purpose (test/abuse.test.ts); elsewhere fast loops must not trip them
+    RATE_LIMIT_OPS_PER_SECOND: '0',
+    RATE_LIMIT_SENDS_PER_MINUTE: '0',
     ...env,
   });
   const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax, logger });
+  const db = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolMax: config.dbPoolMax,
+    timeoutMs: config.limits.dbTimeoutMs,
+    logger,
+  });
   const server = await startServer({ config, logger, db });
   const graphqlUrl = `${server.url}/graphql`;
   return {

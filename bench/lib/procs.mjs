@@ -1,0 +1,91 @@
+// Child processes of the bench: the server under test (`node dist/src/index.js`, as in
+// production), PostGraphile, the raw-pg floor, the subscriber swarm. Each is its own process.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Resident set size of a process in bytes (VmRSS of /proc/<pid>/status). */
+export function rssBytes(pid) {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Cumulative user+system CPU time of a process in milliseconds (/proc/<pid>/stat). */
+export function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[11] = utime, fields[12] = stime (in clock ticks, 100 per second on Linux)
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Starts `node <args>` with exactly `env` (plus PATH/HOME) and waits until `readyUrl` answers 200.
+ * Output is kept (last 200 lines) for error messages; nothing is printed unless it fails.
+ */
+export async function startProcess({ name, args, env, readyUrl, timeoutMs = 60_000, nodeArgs = [], cwd }) {
+  const proc = spawn(process.execPath, [...nodeArgs, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  const keep = (chunk) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line) continue;
+      output.push(line);
+      if (output.length > 200) output.shift();
+    }
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  const exited = new Promise((resolve) => proc.on('close', (code, signal) => resolve(code ?? signal)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gone) throw new Error(`${name} exited before it was ready:\n${output.join('\n')}`);
+    try {
+      const res = await fetch(readyUrl, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`${name} was not ready within ${timeoutMs} ms:\n${output.join('\n')}`);
+    }
+    await sleep(100);
+  }
+  return {
+    name,
+    proc,
+    pid: proc.pid,
+    output,
+    exited,
+    /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code or signal. */
+    async stop(graceMs = 15_000) {
+      if (gone) return exited;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}

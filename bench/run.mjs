@@ -1,0 +1,922 @@
+// The benchmark harness of issue 5 (see BENCHMARKS.md). Usually started by `npm run bench`
+// (bench/bootstrap.mjs builds the server and installs bench/ first).
+//
+//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--profile] [--embedded]
+//
+//   --quick     short rounds, small seeds, 200 subscribers: a smoke check (< 2 minutes)
+//   --only=…    run only these scenarios (seeding is the same)
+//   --profile   the server runs with --cpu-prof; profiles in bench/profiles/<time>/
+//               (summarise with: node bench/profile-summary.mjs <file>)
+//   --embedded  an embedded PostgreSQL even when DATABASE_URL is set or 127.0.0.1:5432 answers
+//   --fan=…     subscriber counts of scenario 5 (default 1000,5000; quick: 200)
+//   --heap-snapshots  scenario 5 writes server heap snapshots (idle, then with the subscribers)
+//               to bench/profiles/<time>/ (compare with: node bench/heap-diff.mjs <before> <after>)
+//
+// Only a full run (no --quick, --only, --fan, --profile, --heap-snapshots) writes
+// bench/results/<date>.json; the others write <date>.quick.json / <date>.partial.json (git-ignored).
+//
+// This process: the fake model, the autocannon load, the serial latency loops, the streaming
+// client. Child processes: the server under test (node dist/src/index.js, NODE_ENV=production),
+// PostGraphile (scenarios 1, 2), the raw-pg floor (scenario 3), the subscriber swarm (scenario 5).
+import { execFileSync, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'graphql-ws';
+import { Agent, request } from 'node:http';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { createBenchDatabase, createPostGraphileHelpers, seedMessages, seedTokens, seedVision } from './lib/db.mjs';
+import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
+import { signJwt } from './lib/jwt.mjs';
+import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
+import { cpuMs, freePort, rssBytes, startProcess } from './lib/procs.mjs';
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(BENCH, '..');
+
+// ------------------------------------------------------------------ options and parameters
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const PROFILE = argv.includes('--profile');
+const EMBEDDED = argv.includes('--embedded');
+const HEAP = argv.includes('--heap-snapshots');
+const fanArg = argv.find((a) => a.startsWith('--fan='));
+const onlyArg = argv.find((a) => a.startsWith('--only='));
+const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6']);
+for (const a of argv) {
+  if (!['--quick', '--profile', '--embedded', '--heap-snapshots'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--fan=')) {
+    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
+    process.exit(2);
+  }
+}
+
+const P = QUICK
+  ? {
+      warmupS: 1,
+      roundS: 2,
+      rounds: 3,
+      historyMessages: 200,
+      listVisions: 50,
+      listMessages: 5,
+      listTokens: 5,
+      writers: 20,
+      writerMessages: 20,
+      longHistory: 2_000,
+      shortHistory: 100,
+      lenRoundS: 1,
+      fanSizes: [200],
+      fanSends: 5,
+      streamIters: 10,
+      watchdogS: 170,
+    }
+  : {
+      warmupS: 5,
+      roundS: 10,
+      rounds: 3,
+      historyMessages: 1_000,
+      listVisions: 50,
+      listMessages: 20,
+      listTokens: 10,
+      writers: 20,
+      writerMessages: 20,
+      longHistory: 100_000,
+      shortHistory: 100,
+      lenRoundS: 5,
+      fanSizes: [1_000, 5_000],
+      fanSends: 20,
+      streamIters: 40,
+      watchdogS: 45 * 60,
+    };
+if (fanArg) P.fanSizes = fanArg.slice(6).split(',').map(Number).filter((n) => n > 0);
+const PARTIAL = !QUICK && (Boolean(onlyArg) || Boolean(fanArg) || PROFILE || HEAP);
+
+const TARGETS = {
+  historyRead: 1.0,
+  list: 1.0,
+  write: 0.5,
+  length: 1.2,
+  fanP99Ms: 50,
+  fanKb: 20,
+  streamAddedMs: 5,
+};
+
+const log = (...a) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const wallNow = () => performance.timeOrigin + performance.now();
+
+// ------------------------------------------------------------------ state shared by scenarios
+
+const secret = randomBytes(32).toString('hex'); // 64 characters, HS256
+const tokens = new Map();
+const tokenFor = (userId) => {
+  if (!tokens.has(userId)) tokens.set(userId, signJwt(secret, { sub: userId }));
+  return tokens.get(userId);
+};
+const headersFor = (userId) => ({ 'content-type': 'application/json', authorization: `Bearer ${tokenFor(userId)}` });
+
+const cleanups = [];
+let fake;
+let db;
+let pool;
+let server;
+let serverPort;
+let serverSeq = 0;
+let profileDir;
+const results = { scenarios: {}, errors: [] };
+/** Table rows as { n: scenario, cells }; printed in scenario order. */
+const rows = [];
+let currentScenario = 0;
+const addRow = (cells) => rows.push({ n: currentScenario, cells });
+
+async function gql(base, userId, query, variables) {
+  const res = await httpPost(`${base}/graphql`, headersFor(userId), JSON.stringify({ query, variables }));
+  let json;
+  try {
+    json = JSON.parse(res.text);
+  } catch {
+    throw new Error(`${base}: answer is not JSON (HTTP ${res.status}): ${res.text.slice(0, 300)}`);
+  }
+  if (json.errors?.length) throw new Error(`${base}: GraphQL errors: ${JSON.stringify(json.errors).slice(0, 600)}`);
+  if (res.status !== 200) throw new Error(`${base}: HTTP ${res.status}`);
+  return { data: json.data, headers: res.headers };
+}
+
+const serverUrl = () => `http://127.0.0.1:${serverPort}`;
+
+async function startOurServer() {
+  serverPort = await freePort();
+  const nodeArgs = [];
+  serverSeq++;
+  if (PROFILE) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=server-${serverSeq}-${Date.now()}.cpuprofile`);
+  if (HEAP) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`);
+  server = await startProcess({
+    name: 'server',
+    cwd: ROOT,
+    nodeArgs,
+    args: [join(ROOT, 'dist/src/index.js')],
+    readyUrl: `http://127.0.0.1:${serverPort}/readyz`,
+    env: {
+      NODE_ENV: 'production',
+      PORT: String(serverPort),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: db.url,
+      DB_POOL_MAX: '10',
+      AUTH_JWT_SECRET: secret,
+      OPENAI_API_KEY: 'bench',
+      OPENAI_BASE_URL: fake.baseURL,
+      EXPOSE_SQL_STATS: 'true',
+      SHUTDOWN_GRACE_MS: '2000',
+      // per-user limits (when the server has them): kept on but far above what one bench user
+      // sends, so the limiter's cost is measured and it never answers RATE_LIMITED
+      RATE_LIMIT_OPS_PER_SECOND: '1000000',
+      RATE_LIMIT_SENDS_PER_MINUTE: '1000000',
+      MAX_WS_PER_USER: '100000',
+    },
+  });
+  return server;
+}
+
+async function stopOurServer() {
+  if (!server) return;
+  const s = server;
+  server = undefined;
+  const code = await s.stop();
+  if (code !== 0) log(`server exited with ${code}; last output:\n${s.output.slice(-20).join('\n')}`);
+}
+
+// ------------------------------------------------------------------ queries
+
+const Q_HISTORY = 'query History($id: ID!) { vision(id: $id) { messages(last: 50) { edges { node { id content sender createdAt } } } } }';
+const PG_HISTORY =
+  'query History($visionId: UUID!) { allVisionMessages(condition: { visionid: $visionId }, orderBy: [CREATEDAT_DESC, ID_DESC], first: 50) { edges { node { id content sender createdat } } } }';
+const Q_LIST = 'query List { visions(first: 50) { edges { node { title lastMessage { content } tokenUsage { totalTokens } } } } }';
+const PG_LIST =
+  'query List($userId: String!) { allVisions(condition: { userid: $userId }, orderBy: [UPDATEDAT_DESC, ID_DESC], first: 50) { edges { node { title lastMessage: visionMessagesByVisionid(orderBy: [CREATEDAT_DESC, ID_DESC], first: 1) { nodes { content } } tokenTotal } } } }';
+const Q_SEND =
+  'mutation Send($input: SendMessageInput!) { sendMessage(input: $input) { userMessage { id createdAt } assistantMessage { id content state } } }';
+const sendBody = (visionId, content = 'What is my next step?') => JSON.stringify({ query: Q_SEND, variables: { input: { visionId, content } } });
+
+const okBody = (b) => !b.includes('"errors"');
+
+// ------------------------------------------------------------------ measurement helpers
+
+/** Warm-up, then `rounds` rounds; A and B alternate which goes first. */
+async function abRounds(runA, runB, { warmupS, roundS, rounds }) {
+  await runA(warmupS);
+  await runB(warmupS);
+  const a = [];
+  const b = [];
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      a.push(await runA(roundS));
+      b.push(await runB(roundS));
+    } else {
+      b.push(await runB(roundS));
+      a.push(await runA(roundS));
+    }
+  }
+  return { a, b };
+}
+
+function checkRun(label, r) {
+  const bad = r.errors + r.non2xx + r.mismatches;
+  if (r.ok === 0) throw new Error(`${label}: no correct response at all (${JSON.stringify(r)})`);
+  if (bad > 0) log(`  ! ${label}: ${r.errors} errors (${r.timeouts} timeouts), ${r.non2xx} non-2xx, ${r.mismatches} wrong bodies`);
+}
+
+/** autocannon against `base`, with the server's CPU time per request when `pid` is given. */
+async function loadRun(label, { base, pid, ...opts }) {
+  const c0 = pid ? cpuMs(pid) : 0;
+  const r = await autocannonRun({ url: `${base}/graphql`, ...opts });
+  if (pid) r.cpuMsPerRequest = (cpuMs(pid) - c0) / Math.max(1, r.requests);
+  checkRun(label, r);
+  log(`  ${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.cpuMsPerRequest ? `, ${r.cpuMsPerRequest.toFixed(2)} ms CPU/req` : ''}`);
+  await sleep(300);
+  return r;
+}
+
+const med = (runs, key) => median(runs.map((r) => r[key]));
+const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+
+// ------------------------------------------------------------------ seeds
+
+const ids = {};
+
+async function seedAll() {
+  const t0 = performance.now();
+  ids.reader = await seedVision(pool, { userId: 'bench-reader', title: 'Read the history', messages: P.historyMessages });
+  ids.list = [];
+  for (let i = 0; i < P.listVisions; i++) {
+    ids.list.push(await seedVision(pool, { userId: 'bench-lister', title: `Vision ${String(i + 1).padStart(2, '0')}`, messages: P.listMessages, rank: i }));
+  }
+  await seedTokens(pool, 'bench-lister', P.listTokens);
+  ids.writers = [];
+  ids.floorWriters = [];
+  for (let i = 0; i < P.writers; i++) {
+    ids.writers.push(await seedVision(pool, { userId: `bench-writer-${i}`, messages: P.writerMessages }));
+    ids.floorWriters.push(await seedVision(pool, { userId: `bench-floor-${i}`, messages: P.writerMessages }));
+  }
+  ids.long = await seedVision(pool, { userId: 'bench-length', title: 'Long path', messages: P.longHistory });
+  ids.short = await seedVision(pool, { userId: 'bench-length', title: 'Short path', messages: P.shortHistory });
+  ids.fan = await seedVision(pool, { userId: 'bench-fan', title: 'Fan-out', messages: 10 });
+  ids.stream = await seedVision(pool, { userId: 'bench-stream', title: 'Streaming', messages: 10 });
+  ids.probe = await seedVision(pool, { userId: 'bench-probe', title: 'Probe', messages: 10 });
+  await createPostGraphileHelpers(pool);
+  await pool.query('vacuum (analyze) visions, vision_messages, tokenscount');
+  log(`seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s (long history: ${P.longHistory.toLocaleString('en')} messages)`);
+}
+
+// ------------------------------------------------------------------ scenario 1: history read
+
+async function scenarioHistoryRead(pgBase) {
+  log('scenario 1: history read, 50 connections, ours vs PostGraphile');
+  const ours = await gql(serverUrl(), 'bench-reader', Q_HISTORY, { id: ids.reader });
+  const theirs = await gql(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
+  const a = ours.data.vision.messages.edges.map((e) => e.node.id);
+  const b = theirs.data.allVisionMessages.edges.map((e) => e.node.id).reverse();
+  if (a.length !== 50 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error('history read: ours and PostGraphile return different messages');
+  const sqlOurs = Number(ours.headers['x-sql-statements']);
+  const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
+  log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
+
+  const common = { connections: 50, headers: headersFor('bench-reader'), verify: (body) => okBody(body) && body.includes('"edges":[{') };
+  const { a: oursRuns, b: pgRuns } = await abRounds(
+    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify({ query: Q_HISTORY, variables: { id: ids.reader } }), ...common }),
+    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify({ query: PG_HISTORY, variables: { visionId: ids.reader } }), ...common }),
+    P,
+  );
+  const r = {
+    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
+    postgraphile: { rps: med(pgRuns, 'rps'), p99: med(pgRuns, 'p99'), cpuMsPerRequest: med(pgRuns, 'cpuMsPerRequest'), sql: sqlPg, rounds: pgRuns },
+  };
+  r.ratio = r.ours.rps / r.postgraphile.rps;
+  r.met = r.ratio >= TARGETS.historyRead;
+  results.scenarios.historyRead = r;
+  addRow(['1 history read: req/s @50 conn', fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.historyRead.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
+  addRow(['  history read: p99 ms', fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+}
+
+let pgProc;
+
+async function pgStatementsPerRequest(pgBase, userId, query, variables, n = 20) {
+  const stats = async () => (await (await fetch(`${pgBase}/__stats`)).json());
+  const s0 = await stats();
+  for (let i = 0; i < n; i++) await gql(pgBase, userId, query, variables);
+  const s1 = await stats();
+  return (s1.statements - s0.statements) / (s1.requests - s0.requests);
+}
+
+// ------------------------------------------------------------------ scenario 2: list
+
+async function scenarioList(pgBase) {
+  log('scenario 2: list of 50 visions, 50 connections, ours vs PostGraphile');
+  const ours = await gql(serverUrl(), 'bench-lister', Q_LIST, {});
+  const theirs = await gql(pgBase, 'bench-lister', PG_LIST, { userId: 'set-by-the-token' });
+  const a = ours.data.visions.edges.map((e) => [e.node.title, e.node.lastMessage?.content ?? null, e.node.tokenUsage.totalTokens]);
+  const b = theirs.data.allVisions.edges.map((e) => [e.node.title, e.node.lastMessage.nodes[0]?.content ?? null, e.node.tokenTotal]);
+  if (a.length !== P.listVisions || JSON.stringify(a) !== JSON.stringify(b)) {
+    throw new Error(`list: ours and PostGraphile disagree:\n${JSON.stringify(a.slice(0, 3))}\n${JSON.stringify(b.slice(0, 3))}`);
+  }
+  const sqlOurs = Number(ours.headers['x-sql-statements']);
+  const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-lister', PG_LIST, { userId: 'x' });
+  log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
+
+  const common = { connections: 50, headers: headersFor('bench-lister'), verify: (body) => okBody(body) && body.includes('"edges":[{') };
+  const { a: oursRuns, b: pgRuns } = await abRounds(
+    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify({ query: Q_LIST }), ...common }),
+    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify({ query: PG_LIST, variables: { userId: 'x' } }), ...common }),
+    P,
+  );
+  const r = {
+    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
+    postgraphile: { rps: med(pgRuns, 'rps'), p99: med(pgRuns, 'p99'), cpuMsPerRequest: med(pgRuns, 'cpuMsPerRequest'), sql: sqlPg, rounds: pgRuns },
+  };
+  r.ratio = r.ours.rps / r.postgraphile.rps;
+  r.met = r.ratio >= TARGETS.list;
+  results.scenarios.list = r;
+  addRow([`2 list (50 visions): req/s; SQL/req ${sqlOurs} vs ${fmt(sqlPg, 1)}`, fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.list.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
+  addRow(['  list: p99 ms', fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+}
+
+// ------------------------------------------------------------------ scenario 3: dialog write
+
+async function scenarioWrite(floorBase, floorPid) {
+  log(`scenario 3: sendMessage, ${P.writers} users on their own vision, ours vs raw-pg floor`);
+  const probe = await gql(serverUrl(), 'bench-probe', Q_SEND, { input: { visionId: ids.probe, content: 'probe' } });
+  if (probe.data.sendMessage.assistantMessage.state !== 'COMPLETE') throw new Error('sendMessage probe: reply is not COMPLETE');
+  const sqlOurs = Number(probe.headers['x-sql-statements']);
+  const floorProbe = JSON.parse((await httpPost(`${floorBase}/graphql`, headersFor('bench-floor-0'), sendBody(ids.floorWriters[0]))).text);
+  if (floorProbe.data?.sendMessage?.assistantMessage?.state !== 'COMPLETE') throw new Error(`floor probe failed: ${JSON.stringify(floorProbe)}`);
+  log(`  SQL statements per sendMessage: ours ${sqlOurs} (x-sql-statements), floor 12 (incl. begin/commit)`);
+
+  const verify = (body) => okBody(body) && body.includes('"state":"COMPLETE"');
+  const { a: oursRuns, b: floorRuns } = await abRounds(
+    (s) =>
+      loadRun('ours', {
+        base: serverUrl(),
+        pid: server.pid,
+        seconds: s,
+        connections: P.writers,
+        perClient: (i) => ({ headers: headersFor(`bench-writer-${i}`), body: sendBody(ids.writers[i]) }),
+        headers: headersFor('bench-writer-0'),
+        body: sendBody(ids.writers[0]),
+        verify,
+      }),
+    (s) =>
+      loadRun('floor', {
+        base: floorBase,
+        pid: floorPid,
+        seconds: s,
+        connections: P.writers,
+        perClient: (i) => ({ headers: headersFor(`bench-floor-${i}`), body: sendBody(ids.floorWriters[i]) }),
+        headers: headersFor('bench-floor-0'),
+        body: sendBody(ids.floorWriters[0]),
+        verify,
+      }),
+    P,
+  );
+  const r = {
+    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
+    floor: { rps: med(floorRuns, 'rps'), p99: med(floorRuns, 'p99'), cpuMsPerRequest: med(floorRuns, 'cpuMsPerRequest'), sql: 12, rounds: floorRuns },
+  };
+  r.ratio = r.ours.rps / r.floor.rps;
+  r.met = r.ratio >= TARGETS.write;
+  results.scenarios.write = r;
+  addRow([`3 sendMessage: req/s, ${P.writers} users (vs raw pg)`, fmt(r.ours.rps), fmt(r.floor.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.write.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
+  addRow(['  sendMessage: p99 ms', fmt(r.ours.p99), fmt(r.floor.p99), `${fmt(r.ours.p99 / r.floor.p99, 2)}×`, '(info)', '']);
+}
+
+// ------------------------------------------------------------------ scenario 4: history length
+
+async function scenarioLength() {
+  const longN = P.longHistory.toLocaleString('en');
+  log(`scenario 4: history length, ${longN} vs ${P.shortHistory} messages (serial, one request at a time)`);
+  const user = 'bench-length';
+  const headers = headersFor(user);
+  const url = `${serverUrl()}/graphql`;
+  const mark = (await pool.query('select now() as t')).rows[0].t;
+  const send = (visionId) => async () => {
+    const res = await httpPost(url, headers, sendBody(visionId));
+    if (!res.text.includes('"state":"COMPLETE"')) throw new Error(`sendMessage failed: ${res.text.slice(0, 300)}`);
+  };
+  const read = (visionId) => {
+    const body = JSON.stringify({ query: Q_HISTORY, variables: { id: visionId } });
+    return async () => {
+      const res = await httpPost(url, headers, body);
+      if (!res.text.includes('"edges":[{') || res.text.includes('"errors"')) throw new Error(`history read failed: ${res.text.slice(0, 300)}`);
+    };
+  };
+  // every round starts from the seeded state: the messages a round added are deleted
+  const reset = async () => {
+    await pool.query('delete from vision_messages where visionid = any($1::uuid[]) and createdat >= $2', [[ids.long, ids.short], mark]);
+    await pool.query('vacuum vision_messages');
+  };
+  const one = async (visionId, seconds) => {
+    const w = summarize(await serialLoop(send(visionId), { seconds, maxCount: 5_000 }));
+    const rd = summarize(await serialLoop(read(visionId), { seconds, maxCount: 20_000 }));
+    await reset();
+    return { write: w, read: rd };
+  };
+  const { a: longRuns, b: shortRuns } = await abRounds(
+    (s) => one(ids.long, s),
+    (s) => one(ids.short, s),
+    { warmupS: Math.min(P.lenRoundS, 2), roundS: P.lenRoundS, rounds: P.rounds },
+  );
+  const pick = (runs, kind, key) => median(runs.map((r) => r[kind][key]));
+  const r = {
+    sendMessage: {
+      long: { p50: pick(longRuns, 'write', 'p50'), p99: pick(longRuns, 'write', 'p99') },
+      short: { p50: pick(shortRuns, 'write', 'p50'), p99: pick(shortRuns, 'write', 'p99') },
+    },
+    read: {
+      long: { p50: pick(longRuns, 'read', 'p50'), p99: pick(longRuns, 'read', 'p99') },
+      short: { p50: pick(shortRuns, 'read', 'p50'), p99: pick(shortRuns, 'read', 'p99') },
+    },
+    messages: { long: P.longHistory, short: P.shortHistory },
+    rounds: { long: longRuns, short: shortRuns },
+  };
+  for (const k of ['sendMessage', 'read']) {
+    r[k].ratio = r[k].long.p50 / r[k].short.p50;
+    r[k].p99Ratio = r[k].long.p99 / r[k].short.p99;
+    r[k].met = r[k].ratio <= TARGETS.length;
+  }
+  results.scenarios.historyLength = r;
+  log(`  sendMessage p50 ${fmt(r.sendMessage.long.p50, 2)} vs ${fmt(r.sendMessage.short.p50, 2)} ms; read p50 ${fmt(r.read.long.p50, 2)} vs ${fmt(r.read.short.p50, 2)} ms`);
+  addRow([`4 sendMessage p50 ms: ${longN} vs ${P.shortHistory} msgs`, fmt(r.sendMessage.long.p50, 2), fmt(r.sendMessage.short.p50, 2), `${fmt(r.sendMessage.ratio, 2)}×`, `≤ ${TARGETS.length}×`, r.sendMessage.met ? 'yes' : 'NO']);
+  addRow([`  messages(last: 50) p50 ms: ${longN} vs ${P.shortHistory}`, fmt(r.read.long.p50, 2), fmt(r.read.short.p50, 2), `${fmt(r.read.ratio, 2)}×`, `≤ ${TARGETS.length}×`, r.read.met ? 'yes' : 'NO']);
+}
+
+// ------------------------------------------------------------------ scenario 5: fan-out
+
+function forkSubscribers() {
+  const child = fork(join(BENCH, 'subscribers.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const waiting = [];
+  child.on('message', (m) => waiting.shift()?.(m));
+  const exited = new Promise((r) => child.on('exit', r));
+  return {
+    child,
+    exited,
+    ask(msg, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`subscribers: no answer to ${msg.cmd} within ${timeoutMs} ms`)), timeoutMs);
+        waiting.push((m) => {
+          clearTimeout(timer);
+          if (m.error) reject(new Error(`subscribers: ${m.error}`));
+          else resolve(m);
+        });
+        child.send(msg);
+      });
+    },
+    async close() {
+      if (child.exitCode !== null) return;
+      child.send({ cmd: 'close' });
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** One graphql-ws client in this process: connects, subscribes, receives one event, leaves (warms the server's WS path). */
+async function warmWebSocket(userId, visionId) {
+  const client = createClient({
+    url: `ws://127.0.0.1:${serverPort}/graphql`,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: { authorization: `Bearer ${tokenFor(userId)}` },
+  });
+  let got;
+  const received = new Promise((r) => (got = r));
+  const unsubscribe = client.subscribe(
+    { query: 'subscription W($v: ID!) { messageAdded(visionId: $v) { id } }', variables: { v: visionId } },
+    { next: () => got(), error: () => got(), complete: () => undefined },
+  );
+  await sleep(300);
+  await gql(serverUrl(), userId, Q_SEND, { input: { visionId, content: 'warm-up' } });
+  await Promise.race([received, sleep(5000)]);
+  unsubscribe();
+  await client.dispose();
+}
+
+/** SIGUSR2 → the server (started with --heapsnapshot-signal) writes a .heapsnapshot; waits until it is complete. */
+async function heapSnapshot(label) {
+  const before = new Set(readdirSync(profileDir));
+  process.kill(server.pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(500);
+    const fresh = readdirSync(profileDir).filter((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (fresh.length) {
+      // the file is written synchronously by the server's main thread: it answers again once done
+      await fetch(`${serverUrl()}/healthz`);
+      const target = join(profileDir, `server-${serverSeq}-${label}.heapsnapshot`);
+      renameSync(join(profileDir, fresh[0]), target);
+      log(`  heap snapshot: ${target}`);
+      return target;
+    }
+  }
+  throw new Error('heap snapshot was not written');
+}
+
+async function fanOutOnce(n) {
+  log(`  fan-out ${n.toLocaleString('en')}: fresh server process`);
+  await stopOurServer();
+  await startOurServer();
+  const user = 'bench-fan';
+  for (let i = 0; i < 5; i++) await gql(serverUrl(), user, Q_SEND, { input: { visionId: ids.fan, content: 'warm-up' } });
+  await warmWebSocket(user, ids.fan);
+  await sleep(2000);
+  if (HEAP) await heapSnapshot(`idle-${n}`);
+  const rss0 = rssBytes(server.pid);
+
+  const subs = forkSubscribers();
+  try {
+    const conn = await subs.ask({ cmd: 'connect', url: `ws://127.0.0.1:${serverPort}/graphql`, token: tokenFor(user), visionId: ids.fan, n, batch: 100 }, 300_000);
+    log(`  ${conn.connected} connected (${conn.failed} failed) in ${(conn.ms / 1000).toFixed(1)} s`);
+    if (conn.connected === 0) throw new Error('fan-out: no subscriber could connect');
+
+    const sendAndCollect = async () => {
+      const t0 = wallNow();
+      const { data } = await gql(serverUrl(), user, Q_SEND, { input: { visionId: ids.fan, content: 'Fan-out message' } });
+      const userId = data.sendMessage.userMessage.id;
+      const replyId = data.sendMessage.assistantMessage.id;
+      const got = await subs.ask({ cmd: 'collect', ids: [userId, replyId], expect: conn.connected, timeoutMs: 30_000 }, 60_000);
+      const u = got.perId[userId];
+      return { t0, createdAt: u.createdAt, recv: u.recv, received: u.received, replyReceived: got.perId[replyId].received };
+    };
+
+    // every subscription is live once every client has the probe; then the connections idle
+    const probe = await sendAndCollect();
+    if (probe.received < conn.connected) log(`  ! probe reached ${probe.received} of ${conn.connected} subscribers`);
+    await sleep(3000);
+    const rss1 = rssBytes(server.pid);
+    if (HEAP) await heapSnapshot(`with-${n}-subscribers`);
+    const perConnKb = (rss1 - rss0) / conn.connected / 1024;
+    log(`  server RSS ${(rss0 / 2 ** 20).toFixed(1)} MB idle → ${(rss1 / 2 ** 20).toFixed(1)} MB with ${conn.connected} idle subscribers: ${perConnKb.toFixed(1)} KB per connection`);
+
+    const round = async (sends) => {
+      const fromCommit = [];
+      const fromSend = [];
+      let expected = 0;
+      let received = 0;
+      const cpuServer0 = cpuMs(server.pid);
+      const cpuClients0 = cpuMs(subs.child.pid);
+      for (let i = 0; i < sends; i++) {
+        const s = await sendAndCollect();
+        expected += conn.connected;
+        received += s.received;
+        for (const t of s.recv) {
+          fromCommit.push(t - s.createdAt);
+          fromSend.push(t - s.t0);
+        }
+        await sleep(100);
+      }
+      return {
+        fromCommit: { p50: percentile(fromCommit, 50), p99: percentile(fromCommit, 99), max: Math.max(...fromCommit) },
+        fromSend: { p50: percentile(fromSend, 50), p99: percentile(fromSend, 99), min: Math.min(...fromSend) },
+        delivered: received / expected,
+        // CPU per delivered event (2 events per send: the user message and the reply);
+        // the server's share includes the sendMessage requests themselves
+        serverCpuUsPerEvent: ((cpuMs(server.pid) - cpuServer0) * 1000) / Math.max(1, 2 * received),
+        clientsCpuUsPerEvent: ((cpuMs(subs.child.pid) - cpuClients0) * 1000) / Math.max(1, 2 * received),
+      };
+    };
+    await round(Math.max(2, Math.round(P.fanSends / 4)));
+    const rounds = [];
+    for (let r = 0; r < P.rounds; r++) {
+      const rr = await round(P.fanSends);
+      log(
+        `  round ${r + 1}: commit→receipt p50 ${fmt(rr.fromCommit.p50, 1)} ms, p99 ${fmt(rr.fromCommit.p99, 1)} ms; send→receipt p99 ${fmt(rr.fromSend.p99, 1)} ms; ` +
+          `delivered ${(rr.delivered * 100).toFixed(1)}%; CPU per event: server ${fmt(rr.serverCpuUsPerEvent)} µs, subscribers ${fmt(rr.clientsCpuUsPerEvent)} µs`,
+      );
+      rounds.push(rr);
+    }
+    return {
+      subscribers: conn.connected,
+      failedConnections: conn.failed,
+      connectSeconds: conn.ms / 1000,
+      rssIdleBytes: rss0,
+      rssWithSubscribersBytes: rss1,
+      perConnectionKb: perConnKb,
+      p99FromCommitMs: median(rounds.map((r) => r.fromCommit.p99)),
+      p50FromCommitMs: median(rounds.map((r) => r.fromCommit.p50)),
+      p99FromSendMs: median(rounds.map((r) => r.fromSend.p99)),
+      delivered: median(rounds.map((r) => r.delivered)),
+      serverCpuUsPerEvent: median(rounds.map((r) => r.serverCpuUsPerEvent)),
+      clientsCpuUsPerEvent: median(rounds.map((r) => r.clientsCpuUsPerEvent)),
+      rounds,
+    };
+  } finally {
+    await subs.close();
+  }
+}
+
+async function scenarioFanOut() {
+  log(`scenario 5: fan-out to ${P.fanSizes.map((n) => n.toLocaleString('en')).join(' and ')} graphql-ws subscribers of one vision`);
+  const out = {};
+  for (const n of P.fanSizes) {
+    const r = await fanOutOnce(n);
+    r.p99Met = n <= 1000 || QUICK ? r.p99FromCommitMs <= TARGETS.fanP99Ms : null;
+    r.memMet = r.perConnectionKb <= TARGETS.fanKb;
+    out[n] = r;
+    const label = n.toLocaleString('en');
+    addRow([
+      `5 fan-out ${label}: p99 commit→receipt ms`,
+      fmt(r.p99FromCommitMs, 1),
+      '–',
+      '–',
+      r.p99Met === null ? '(info)' : `≤ ${TARGETS.fanP99Ms} ms`,
+      r.p99Met === null ? '' : r.p99Met ? 'yes' : 'NO',
+    ]);
+    addRow([`  fan-out ${label}: RSS per idle connection KB`, fmt(r.perConnectionKb, 1), '–', '–', `≤ ${TARGETS.fanKb} KB`, r.memMet ? 'yes' : 'NO']);
+  }
+  results.scenarios.fanOut = out;
+}
+
+// ------------------------------------------------------------------ scenario 6: streaming overhead
+
+const directAgent = new Agent({ keepAlive: true, maxSockets: 4 });
+
+/** Reads the fake model directly (node:http, SSE); ms from its first chunk being written to this client having it. */
+function directFirstChunk(body) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(`${fake.baseURL}/chat/completions`);
+    const req = request(url, { method: 'POST', agent: directAgent, headers: { 'content-type': 'application/json', authorization: 'Bearer bench', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let buf = '';
+      let latency;
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        if (latency !== undefined) return;
+        const t = performance.now();
+        buf += chunk;
+        const i = buf.indexOf('\n\n');
+        if (i < 0) return;
+        const ev = JSON.parse(buf.slice(6, i));
+        const m = FIRST_CHUNK_RE.exec(ev.choices[0].delta.content);
+        latency = t - Number(m[1]);
+      });
+      res.on('end', () => (latency === undefined ? reject(new Error('direct read: no first chunk')) : resolve(latency)));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function scenarioStreaming() {
+  log('scenario 6: streaming overhead, model first chunk → first replyDelta vs → a client reading the model directly');
+  const user = 'bench-stream';
+  const client = createClient({
+    url: `ws://127.0.0.1:${serverPort}/graphql`,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: { authorization: `Bearer ${tokenFor(user)}` },
+  });
+  let waiter = null;
+  const unsubscribe = client.subscribe(
+    { query: 'subscription S($v: ID!) { replyDelta(visionId: $v) { replyId seq delta done } }', variables: { v: ids.stream } },
+    {
+      next: (msg) => {
+        const t = performance.now();
+        const d = msg.data?.replyDelta;
+        if (d && d.seq === 1 && waiter) {
+          const m = FIRST_CHUNK_RE.exec(d.delta);
+          if (m) {
+            const w = waiter;
+            waiter = null;
+            w(t - Number(m[1]));
+          }
+        }
+      },
+      error: (err) => log('  ! replyDelta subscription error', err),
+      complete: () => undefined,
+    },
+  );
+  await sleep(500);
+  const url = `${serverUrl()}/graphql`;
+  const headers = headersFor(user);
+  // what the server sends the model: a system prompt and the history window (10 messages here)
+  const directBody = JSON.stringify({
+    model: 'gpt-4.1',
+    stream: true,
+    stream_options: { include_usage: true },
+    messages: [
+      { role: 'system', content: 'You are a warm, practical coach. '.repeat(10) },
+      ...Array.from({ length: 10 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: 'step by step toward the vision '.repeat(6) })),
+    ],
+  });
+  const viaServer = async () => {
+    const first = new Promise((resolve, reject) => {
+      waiter = resolve;
+      setTimeout(() => reject(new Error('no replyDelta within 10 s')), 10_000).unref();
+    });
+    const res = httpPost(url, headers, sendBody(ids.stream, 'How do I keep going?'));
+    const latency = await first;
+    const r = await res;
+    if (!r.text.includes('"state":"COMPLETE"')) throw new Error(`sendMessage failed: ${r.text.slice(0, 300)}`);
+    return latency;
+  };
+  const round = async (iters) => {
+    const server = [];
+    const direct = [];
+    for (let i = 0; i < iters; i++) {
+      server.push(await viaServer());
+      direct.push(await directFirstChunk(directBody));
+      await sleep(20);
+    }
+    return { server: summarize(server), direct: summarize(direct) };
+  };
+  try {
+    await round(Math.max(5, P.streamIters / 4));
+    const rounds = [];
+    for (let r = 0; r < P.rounds; r++) {
+      const rr = await round(P.streamIters);
+      log(`  round ${r + 1}: via server p50 ${fmt(rr.server.p50, 2)} ms, direct p50 ${fmt(rr.direct.p50, 2)} ms`);
+      rounds.push(rr);
+    }
+    const r = {
+      serverP50: median(rounds.map((x) => x.server.p50)),
+      directP50: median(rounds.map((x) => x.direct.p50)),
+      serverP99: median(rounds.map((x) => x.server.p99)),
+      directP99: median(rounds.map((x) => x.direct.p99)),
+      rounds,
+    };
+    r.addedP50 = r.serverP50 - r.directP50;
+    r.met = r.addedP50 <= TARGETS.streamAddedMs;
+    results.scenarios.streaming = r;
+    addRow(['6 first chunk → client p50 ms (vs direct)', fmt(r.serverP50, 2), fmt(r.directP50, 2), `+${fmt(r.addedP50, 2)} ms`, `≤ +${TARGETS.streamAddedMs} ms`, r.met ? 'yes' : 'NO']);
+  } finally {
+    unsubscribe();
+    await client.dispose();
+  }
+}
+
+// ------------------------------------------------------------------ output
+
+function printTable() {
+  const head = ['scenario', 'ours', 'baseline', 'ratio', 'target', 'met?'];
+  const body = rows.map((r) => r.cells);
+  const all = [head, ...body];
+  const w = head.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
+  const line = (r) => `| ${r.map((c, i) => (i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join(' | ')} |`;
+  const sep = `|${w.map((x, i) => (i === 0 ? `:${'-'.repeat(x + 1)}` : `${'-'.repeat(x + 1)}:`)).join('|')}|`;
+  return [line(head), sep, ...body.map(line)].join('\n');
+}
+
+function gitCommit() {
+  try {
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} (src or migrations modified)` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+async function cleanup() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try {
+      await fn();
+    } catch (err) {
+      log('cleanup step failed:', err?.message ?? err);
+    }
+  }
+}
+
+async function main() {
+  const started = new Date();
+  log(`Vision Path benchmarks${QUICK ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GB`);
+  if (QUICK) log('QUICK MODE: short rounds and small seeds, a smoke check of the harness: the numbers are NOT meaningful');
+  if (!existsSync(join(ROOT, 'dist/src/index.js'))) throw new Error('dist/src/index.js is missing: run `npm run build` (npm run bench does)');
+  if (PROFILE || HEAP) {
+    profileDir = join(BENCH, 'profiles', started.toISOString().replace(/[:.]/g, '-'));
+    mkdirSync(profileDir, { recursive: true });
+    log(`CPU profiles / heap snapshots of the server go to ${profileDir}`);
+  }
+
+  fake = await startFakeModel();
+  cleanups.push(() => fake.close());
+  db = await createBenchDatabase({ root: ROOT, log, forceEmbedded: EMBEDDED });
+  cleanups.push(() => db.close());
+  log(`database ${db.name} on ${db.source} (PostgreSQL ${db.version})`);
+
+  await startOurServer(); // applies the migrations
+  cleanups.push(() => stopOurServer());
+  log(`server pid ${server.pid} on ${serverUrl()}`);
+  pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  cleanups.push(() => pool.end());
+  await seedAll();
+
+  const want = (n) => ONLY.has(String(n));
+  let pgBase;
+  if (want(1) || want(2)) {
+    const port = await freePort();
+    pgBase = `http://127.0.0.1:${port}`;
+    pgProc = await startProcess({
+      name: 'postgraphile',
+      cwd: BENCH,
+      args: [join(BENCH, 'postgraphile-server.mjs')],
+      readyUrl: `${pgBase}/healthz`,
+      env: { NODE_ENV: 'production', PORT: String(port), DATABASE_URL: db.url, JWT_SECRET: secret, POOL_MAX: '10' },
+    });
+    cleanups.push(() => pgProc.stop());
+    log(`PostGraphile pid ${pgProc.pid} on ${pgBase}`);
+  }
+  let floor;
+  if (want(3)) {
+    const port = await freePort();
+    floor = await startProcess({
+      name: 'floor',
+      cwd: BENCH,
+      args: [join(BENCH, 'floor-server.mjs')],
+      readyUrl: `http://127.0.0.1:${port}/healthz`,
+      env: { NODE_ENV: 'production', PORT: String(port), DATABASE_URL: db.url, JWT_SECRET: secret, POOL_MAX: '10', MODEL_URL: fake.baseURL },
+    });
+    floor.base = `http://127.0.0.1:${port}`;
+    cleanups.push(() => floor.stop());
+    log(`raw-pg floor pid ${floor.pid} on ${floor.base}`);
+  }
+
+  const scenarios = [
+    [1, () => scenarioHistoryRead(pgBase)],
+    [2, () => scenarioList(pgBase)],
+    [3, () => scenarioWrite(floor.base, floor.pid)],
+    [4, () => scenarioLength()],
+    [6, () => scenarioStreaming()], // before the fan-out, which restarts the server
+    [5, () => scenarioFanOut()], // last: it restarts the server for each size
+  ];
+  for (const [n, fn] of scenarios) {
+    if (!want(n)) continue;
+    currentScenario = n;
+    try {
+      await fn();
+    } catch (err) {
+      log(`scenario ${n} FAILED: ${err?.stack ?? err}`);
+      results.errors.push({ scenario: n, error: String(err?.message ?? err) });
+      addRow([`${n} FAILED: ${String(err?.message ?? err).split('\n')[0].slice(0, 60)}`, '', '', '', '', 'error']);
+      if (!server) await startOurServer().catch(() => undefined);
+    }
+  }
+  rows.sort((a, b) => a.n - b.n); // stable: a scenario's rows keep their order
+
+  const finished = new Date();
+  const table = printTable();
+  const out = {
+    date: started.toISOString().slice(0, 10),
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    mode: QUICK ? 'quick (numbers are not meaningful)' : PARTIAL ? `partial (${argv.join(' ')})` : 'full',
+    scenariosRun: [...ONLY].sort(),
+    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), postgres: `${db.version} (${db.source})` },
+    commit: gitCommit(),
+    parameters: P,
+    targets: TARGETS,
+    ...results,
+    table: rows.map((r) => r.cells),
+  };
+  mkdirSync(join(BENCH, 'results'), { recursive: true });
+  const file = join(BENCH, 'results', `${out.date}${QUICK ? '.quick' : PARTIAL ? '.partial' : ''}.json`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(out, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+
+  console.log('');
+  if (QUICK) console.log('quick mode: numbers are not meaningful (short rounds, small seeds, 200 subscribers): a smoke check of the harness');
+  console.log(table);
+  console.log(`\nresults: ${file} (${((finished - started) / 1000).toFixed(0)} s)`);
+  return results.errors.length ? 1 : 0;
+}
+
+const watchdog = setTimeout(async () => {
+  log(`watchdog: the run exceeded ${P.watchdogS} s; stopping`);
+  await cleanup();
+  process.exit(1);
+}, P.watchdogS * 1000);
+watchdog.unref();
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, async () => {
+    log(`${sig}: cleaning up`);
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  log(`harness failed: ${err?.stack ?? err}`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);

@@ -1,0 +1,55 @@
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { AppError, ErrorCode } from './errors';
+
+export class RateLimitedError extends AppError {
+  constructor(what: string, retryAfterSeconds: number) {
+    super(`Too many ${what}; retry in ${retryAfterSeconds} s`, ErrorCode.RATE_LIMITED, { retryAfterSeconds }, 429);
+  }
+}
+
+/**
+ * Per-user limits with `rate-limiter-flexible`: in Redis when there is one (shared by every
+ * instance; an in-memory limiter insures against a Redis outage), in memory otherwise.
+ * A limit of 0 is off.
+ */
+export class RateLimits {
+  private readonly sends?: RateLimiterAbstract;
+  private readonly ops?: RateLimiterAbstract;
+
+  constructor(opts: { sendsPerMinute: number; opsPerSecond: number; redis?: Redis }) {
+    const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {
+      if (points <= 0) return undefined;
+      if (!opts.redis) return new RateLimiterMemory({ keyPrefix, points, duration });
+      return new RateLimiterRedis({
+        storeClient: opts.redis,
+        keyPrefix: `vision-path:rl:${keyPrefix}`,
+        points,
+        duration,
+        insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration }),
+      });
+    };
+    this.sends = make('sends', opts.sendsPerMinute, 60);
+    this.ops = make('ops', opts.opsPerSecond, 1);
+  }
+
+  /** One GraphQL operation (query, mutation or subscription start) of the user. */
+  consumeOperation(userId: string): Promise<void> {
+    return this.consume(this.ops, userId, 'requests');
+  }
+
+  /** One sendMessage or retryReply of the user. */
+  consumeSend(userId: string): Promise<void> {
+    return this.consume(this.sends, userId, 'messages');
+  }
+
+  private async consume(limiter: RateLimiterAbstract | undefined, userId: string, what: string): Promise<void> {
+    if (!limiter) return;
+    try {
+      await limiter.consume(userId);
+    } catch (res) {
+      if (res instanceof RateLimiterRes) throw new RateLimitedError(what, Math.max(1, Math.ceil(res.msBeforeNext / 1000)));
+      throw res;
+    }
+  }
+}
