@@ -5,7 +5,7 @@
  */
 import 'reflect-metadata';
 import { ConfigError, loadConfig } from './config';
-import { openDatabase } from './db/database';
+import { openDatabaseFor } from './db/database';
 import { createLogger } from './logger';
 import { startServer } from './server';
 
@@ -28,13 +28,7 @@ async function main(): Promise<void> {
   }
   if (!config.databaseUrl) logger.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: starting embedded PostgreSQL');
 
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolMax: config.dbPoolMax,
-    timeoutMs: config.limits.dbTimeoutMs,
-    logger,
-  });
+  const db = await openDatabaseFor(config, logger);
   let server;
   try {
     server = await startServer({ config, logger, db });

@@ -1,3 +1,4 @@
+import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded';
 import { initOrm, migrateUp, type Orm } from './orm';
@@ -8,6 +9,17 @@ export interface Database {
   embedded?: EmbeddedPostgresHandle;
   /** Closes the pool, then stops the embedded cluster if this process started it. */
   close(): Promise<void>;
+}
+
+/** {@link openDatabase} with the server's configuration. */
+export function openDatabaseFor(config: Config, logger: Logger): Promise<Database> {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolMax: config.dbPoolMax,
+    timeoutMs: config.limits.dbTimeoutMs,
+    logger,
+  });
 }
 
 /**

@@ -2,7 +2,7 @@ import { print } from 'graphql';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
-import { openDatabase, type Database } from '../../src/db/database';
+import { openDatabaseFor, type Database } from '../../src/db/database';
 import { startServer, type AppServer } from '../../src/server';
 import { testDatabaseUrl } from './db';
 
@@ -50,13 +50,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     ...env,
   });
   const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolMax: config.dbPoolMax,
-    timeoutMs: config.limits.dbTimeoutMs,
-    logger,
-  });
+  const db = await openDatabaseFor(config, logger);
   const server = await startServer({ config, logger, db });
   const graphqlUrl = `${server.url}/graphql`;
   return {
