@@ -117,7 +117,7 @@ describe('visions list', () => {
   it('filters by status (default ACTIVE and FROZEN) and orders by most recently updated', async () => {
     const user = newUser();
     const a = await create(user, { title: 'a' });
-    const b = await create(user, { title: 'b' });
+    await create(user, { title: 'b' });
     const c = await create(user, { title: 'c' });
     const d = await create(user, { title: 'd' });
     await s.gql(SetVisionStatusDocument, { id: c.id, status: 'FROZEN' }, { user });
