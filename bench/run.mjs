@@ -1,7 +1,7 @@
 // The benchmark harness of issue 5 (see BENCHMARKS.md). Usually started by `npm run bench`
 // (bench/bootstrap.mjs builds the server and installs bench/ first).
 //
-//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--profile] [--embedded]
+//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]
 //
 //   --quick     short rounds, small seeds, 200 subscribers: a smoke check (< 2 minutes)
 //   --only=…    run only these scenarios (seeding is the same)
@@ -21,14 +21,14 @@
 import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import { Agent, request } from 'node:http';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { createBenchDatabase, createPostGraphileHelpers, seedMessages, seedTokens, seedVision } from './lib/db.mjs';
+import { createBenchDatabase, createPostGraphileHelpers, seedTokens, seedVision } from './lib/db.mjs';
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
 import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
@@ -71,10 +71,10 @@ const P = QUICK
       fanSizes: [200],
       fanSends: 5,
       streamIters: 10,
-      watchdogS: 170,
+      watchdogS: 600, // a safety net against hangs, not a time limit
     }
   : {
-      warmupS: 5,
+      warmupS: 10,
       roundS: 10,
       rounds: 3,
       historyMessages: 1_000,
@@ -345,6 +345,9 @@ async function scenarioList(pgBase) {
 
 // ------------------------------------------------------------------ scenario 3: dialog write
 
+/** Statements of one sendMessage in bench/floor-server.mjs (1 + 5 + 1 + 1 + 4, begin/commit included). */
+const FLOOR_STATEMENTS = 12;
+
 async function scenarioWrite(floorBase, floorPid) {
   log(`scenario 3: sendMessage, ${P.writers} users on their own vision, ours vs raw-pg floor`);
   const probe = await gql(serverUrl(), 'bench-probe', Q_SEND, { input: { visionId: ids.probe, content: 'probe' } });
@@ -352,7 +355,7 @@ async function scenarioWrite(floorBase, floorPid) {
   const sqlOurs = Number(probe.headers['x-sql-statements']);
   const floorProbe = JSON.parse((await httpPost(`${floorBase}/graphql`, headersFor('bench-floor-0'), sendBody(ids.floorWriters[0]))).text);
   if (floorProbe.data?.sendMessage?.assistantMessage?.state !== 'COMPLETE') throw new Error(`floor probe failed: ${JSON.stringify(floorProbe)}`);
-  log(`  SQL statements per sendMessage: ours ${sqlOurs} (x-sql-statements), floor 12 (incl. begin/commit)`);
+  log(`  SQL statements per sendMessage: ours ${sqlOurs} (x-sql-statements), floor ${FLOOR_STATEMENTS} (incl. begin/commit)`);
 
   const verify = (body) => okBody(body) && body.includes('"state":"COMPLETE"');
   const { a: oursRuns, b: floorRuns } = await abRounds(
@@ -382,7 +385,7 @@ async function scenarioWrite(floorBase, floorPid) {
   );
   const r = {
     ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
-    floor: { rps: med(floorRuns, 'rps'), p99: med(floorRuns, 'p99'), cpuMsPerRequest: med(floorRuns, 'cpuMsPerRequest'), sql: 12, rounds: floorRuns },
+    floor: { rps: med(floorRuns, 'rps'), p99: med(floorRuns, 'p99'), cpuMsPerRequest: med(floorRuns, 'cpuMsPerRequest'), sql: FLOOR_STATEMENTS, rounds: floorRuns },
   };
   r.ratio = r.ours.rps / r.floor.rps;
   r.met = r.ratio >= TARGETS.write;
@@ -577,8 +580,8 @@ async function fanOutOnce(n) {
         await sleep(100);
       }
       return {
-        fromCommit: { p50: percentile(fromCommit, 50), p99: percentile(fromCommit, 99), max: Math.max(...fromCommit) },
-        fromSend: { p50: percentile(fromSend, 50), p99: percentile(fromSend, 99), min: Math.min(...fromSend) },
+        fromCommit: { p50: percentile(fromCommit, 50), p99: percentile(fromCommit, 99), max: fromCommit.reduce((a, b) => Math.max(a, b), -Infinity) },
+        fromSend: { p50: percentile(fromSend, 50), p99: percentile(fromSend, 99), min: fromSend.reduce((a, b) => Math.min(a, b), Infinity) },
         delivered: received / expected,
         // CPU per delivered event (2 events per send: the user message and the reply);
         // the server's share includes the sendMessage requests themselves
@@ -656,8 +659,8 @@ function directFirstChunk(body) {
         buf += chunk;
         const i = buf.indexOf('\n\n');
         if (i < 0) return;
-        const ev = JSON.parse(buf.slice(6, i));
-        const m = FIRST_CHUNK_RE.exec(ev.choices[0].delta.content);
+        const m = FIRST_CHUNK_RE.exec(JSON.parse(buf.slice(6, i)).choices?.[0]?.delta?.content ?? '');
+        if (!m) return reject(new Error(`direct read: unexpected first event ${buf.slice(0, i)}`));
         latency = t - Number(m[1]);
       });
       res.on('end', () => (latency === undefined ? reject(new Error('direct read: no first chunk')) : resolve(latency)));
@@ -794,7 +797,9 @@ async function cleanup() {
 
 async function main() {
   const started = new Date();
+  const loadAtStart = loadavg().map((x) => Math.round(x * 100) / 100);
   log(`Vision Path benchmarks${QUICK ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GB`);
+  if (loadAtStart[0] > 0.5) log(`! load average ${loadAtStart.join(' ')} at the start: if anything else is running, the numbers will be noisy`);
   if (QUICK) log('QUICK MODE: short rounds and small seeds, a smoke check of the harness: the numbers are NOT meaningful');
   if (!existsSync(join(ROOT, 'dist/src/index.js'))) throw new Error('dist/src/index.js is missing: run `npm run build` (npm run bench does)');
   if (PROFILE || HEAP) {
@@ -876,7 +881,7 @@ async function main() {
     finishedAt: finished.toISOString(),
     mode: QUICK ? 'quick (numbers are not meaningful)' : PARTIAL ? `partial (${argv.join(' ')})` : 'full',
     scenariosRun: [...ONLY].sort(),
-    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), postgres: `${db.version} (${db.source})` },
+    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadAtStart, postgres: `${db.version} (${db.source})` },
     commit: gitCommit(),
     parameters: P,
     targets: TARGETS,
