@@ -1,5 +1,5 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { fastifyApolloHandler } from '@as-integrations/fastify';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -148,9 +148,25 @@ export async function startServer(opts: {
     forceCloseConnections: 'idle',
   });
 
+  // the EntityManager fork and the loaders are made on first use: many operations (and every
+  // subscription event) never touch them
   const buildContext = (user: Identity | null): GraphQLContext => {
-    const em = db.orm.em.fork();
-    return { user, em, loaders: createVisionLoaders(em), config, logger, dialog, pubsub, replyBuffer };
+    let em: GraphQLContext['em'] | undefined;
+    let loaders: GraphQLContext['loaders'] | undefined;
+    return {
+      user,
+      get em() {
+        return (em ??= db.orm.em.fork());
+      },
+      get loaders() {
+        return (loaders ??= createVisionLoaders(this.em));
+      },
+      config,
+      logger,
+      dialog,
+      pubsub,
+      replyBuffer,
+    };
   };
 
   const armor = new ApolloArmor({
@@ -177,6 +193,8 @@ export async function startServer(opts: {
     plugins: [
       ...protection.plugins,
       rateLimitPlugin(limits),
+      // no cache hints are used; the default plugin would wrap every field resolver
+      ApolloServerPluginCacheControlDisabled(),
       operationLogPlugin(logger, config.graphql.exposeSqlStats),
       ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
     ],
@@ -200,6 +218,8 @@ export async function startServer(opts: {
     method: ['GET', 'POST', 'OPTIONS'],
     // every statement the request runs is counted in its own store
     handler(request, reply) {
+      // async context tracking costs every promise something, so it is on only when asked for
+      if (!config.graphql.exposeSqlStats) return graphqlHandler.call(this, request, reply);
       return sqlStats.run({ statements: 0 }, () => graphqlHandler.call(this, request, reply));
     },
   });

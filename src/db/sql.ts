@@ -14,3 +14,15 @@ export function uuidArray(ids: readonly string[]): string {
 export function textArray(values: readonly string[]): string {
   return `{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
 }
+
+/**
+ * A timestamp from a raw row. MikroORM makes the pg driver return timestamptz as text (to keep
+ * microseconds out of JS dates); `2026-11-24 04:38:27.123456+00` parses as an instant.
+ */
+export function pgDate(value: unknown): Date {
+  return value instanceof Date ? value : new Date(value as string);
+}
+
+export function pgDateOrNull(value: unknown): Date | null {
+  return value === null || value === undefined ? null : pgDate(value);
+}

@@ -4,21 +4,20 @@ import { BadUserInputError } from '../graphql/errors';
 import { Topic, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
-import type { MessageSender, MessageState, MessageType } from './vision.enums';
 import { replyDeltaStream } from './reply-stream';
 import { getVisionForUser } from './vision.service';
 import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
 
 function toMessage(e: StoredMessageEvent): VisionMessage {
-  return Object.assign(new VisionMessage(), {
+  return VisionMessage.fromRow({
     id: e.id,
-    visionId: e.visionId,
-    sender: e.sender as MessageSender,
-    type: e.type as MessageType,
+    visionid: e.visionId,
+    sender: e.sender,
+    messagetype: e.type,
     content: e.content,
-    state: e.state as MessageState,
+    state: e.state,
     payload: e.payload,
-    createdAt: new Date(e.createdAt),
+    createdat: new Date(e.createdAt),
   });
 }
 

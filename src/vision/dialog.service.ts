@@ -195,7 +195,7 @@ export class DialogService {
           [visionId],
         );
         if (!last) throw new AppError('This vision has no message to answer', ErrorCode.NOTHING_TO_RETRY);
-        const user = tem.map(VisionMessage, last);
+        const user = VisionMessage.fromRow(last);
         const replies = await this.exec<{ state: string }>(tem, 'select state from vision_messages where replyto = ? and visionid = ?', [user.id, visionId]);
         if (replies.some((r) => r.state === MessageState.STREAMING)) throw new VisionBusyError();
         if (replies.some((r) => r.state === MessageState.COMPLETE || r.state === MessageState.STOPPED)) {
@@ -300,7 +300,7 @@ export class DialogService {
         new Date(),
       ],
     );
-    return em.map(VisionMessage, row!);
+    return VisionMessage.fromRow(row!);
   }
 
   private async insertReply(em: EntityManager, visionId: string, userMessageId: string): Promise<VisionMessage> {
@@ -342,7 +342,7 @@ export class DialogService {
 
   private async findUserMessageByKey(em: EntityManager, visionId: string, key: string): Promise<VisionMessage | null> {
     const [row] = await this.exec(em, `select * from vision_messages where visionid = ? and clientmessageid = ?`, [visionId, key]);
-    return row ? em.map(VisionMessage, row) : null;
+    return row ? VisionMessage.fromRow(row) : null;
   }
 
   /** The result of an earlier send: its user message and latest reply, once that reply is final. */
@@ -353,7 +353,7 @@ export class DialogService {
       if (local) return this.finish(local);
       const em = this.deps.orm.em.fork();
       const [row] = await this.exec(em, `select * from vision_messages where replyto = ? order by createdat desc, id desc limit 1`, [user.id]);
-      const reply = row ? em.map(VisionMessage, row) : null;
+      const reply = row ? VisionMessage.fromRow(row) : null;
       if (reply && reply.state !== MessageState.STREAMING) return this.pairOrError({ userMessage: user, assistantMessage: reply });
       if (!reply || Date.now() > deadline) throw new VisionBusyError();
       await sleep(200);
@@ -504,9 +504,9 @@ export class DialogService {
             [content, state, payload && JSON.stringify(payload), payload && JSON.stringify(payload), reply.id],
           );
           await this.exec(em, `update visions set updatedat = greatest(now(), updatedat) where id = ?`, [reply.visionId]);
-          if (row) return em.map(VisionMessage, row);
+          if (row) return VisionMessage.fromRow(row);
           const [current] = await this.exec(em, `select * from vision_messages where id = ?`, [reply.id]);
-          return em.map(VisionMessage, current!);
+          return VisionMessage.fromRow(current!);
         });
       } catch (err) {
         // while shutting down, give up sooner: the next start closes the reply (interrupted)

@@ -1,6 +1,7 @@
 import { BigIntType, Entity, PrimaryKey, Property } from '@mikro-orm/core';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
+import { pgDate } from '../db/sql';
 
 /** A file the assistant produced (seed §2.4). Table `files`. */
 @ObjectType()
@@ -36,4 +37,18 @@ export class File {
 
   @Property({ type: 'json', nullable: true })
   meta?: Record<string, unknown> | null;
+
+  /** A read-only instance from a `files` row, without the ORM. */
+  static fromRow(row: Record<string, unknown>): File {
+    const f = Object.create(File.prototype) as File;
+    f.id = row.id as string;
+    f.visionId = (row.visionid as string | null) ?? null;
+    f.storagePath = row.storagepath as string;
+    f.filename = row.filename as string;
+    f.mime = row.mime as string;
+    f.size = Number(row.size);
+    f.createdAt = pgDate(row.createdat);
+    f.meta = (row.meta as Record<string, unknown> | null) ?? null;
+    return f;
+  }
 }

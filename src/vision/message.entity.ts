@@ -2,6 +2,7 @@ import { Entity, Enum, PrimaryKey, Property } from '@mikro-orm/core';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
+import { pgDate, pgDateOrNull } from '../db/sql';
 import { MessageSender, MessageState, MessageType } from './vision.enums';
 
 /** One step of the path (seed §2.3). Table `vision_messages`. */
@@ -51,4 +52,24 @@ export class VisionMessage {
   @Field(() => Date)
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat' })
   createdAt: Date = new Date();
+
+  /**
+   * A read-only instance from a `vision_messages` row, without the ORM: list and history reads
+   * need no identity map or change tracking, and skipping them is most of their CPU.
+   */
+  static fromRow(row: Record<string, unknown>): VisionMessage {
+    const m = Object.create(VisionMessage.prototype) as VisionMessage;
+    m.id = row.id as string;
+    m.visionId = row.visionid as string;
+    m.sender = row.sender as MessageSender;
+    m.type = row.messagetype as MessageType;
+    m.content = row.content as string;
+    m.state = row.state as MessageState;
+    m.payload = (row.payload as Record<string, unknown> | null) ?? null;
+    m.clientMessageId = (row.clientmessageid as string | null) ?? null;
+    m.replyTo = (row.replyto as string | null) ?? null;
+    m.heartbeatAt = pgDateOrNull(row.heartbeatat);
+    m.createdAt = pgDate(row.createdat);
+    return m;
+  }
 }

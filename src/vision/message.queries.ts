@@ -64,7 +64,7 @@ async function queryGroup(em: EntityManager, visionIds: string[], req: PageReque
   for (const row of rows) {
     const vid = row._vid;
     delete (row as Record<string, unknown>)._vid;
-    const msg = em.map(VisionMessage, row);
+    const msg = VisionMessage.fromRow(row);
     const list = result.get(vid);
     if (list) list.push(msg);
     else result.set(vid, [msg]);

@@ -2,6 +2,7 @@ import { Entity, Enum, PrimaryKey, Property } from '@mikro-orm/core';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
+import { pgDate } from '../db/sql';
 import { VisionStatus } from './vision.enums';
 
 /** The object of a person's path (seed §2.2). Table `visions`. */
@@ -35,4 +36,17 @@ export class Vision {
   @Field(() => Date, { description: 'Bumped by every change and every new message.' })
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'updatedat' })
   updatedAt: Date = new Date();
+
+  /** A read-only instance from a `visions` row, without the ORM (see VisionMessage.fromRow). */
+  static fromRow(row: Record<string, unknown>): Vision {
+    const v = Object.create(Vision.prototype) as Vision;
+    v.id = row.id as string;
+    v.userId = row.userid as string;
+    v.title = row.title as string;
+    v.status = row.status as VisionStatus;
+    v.meta = (row.meta as Record<string, unknown> | null) ?? null;
+    v.createdAt = pgDate(row.createdat);
+    v.updatedAt = pgDate(row.updatedat);
+    return v;
+  }
 }

@@ -35,7 +35,7 @@ export function createVisionLoaders(em: EntityManager): VisionLoaders {
       const rows = await em
         .getConnection()
         .execute<Record<string, unknown>[]>('select * from files where id = any(?::uuid[])', [uuidArray(ids)], 'all', em.getTransactionContext());
-      const map = new Map(rows.map((r) => [String(r.id), em.map(File, r)]));
+      const map = new Map(rows.map((r) => [String(r.id), File.fromRow(r)]));
       return ids.map((id) => map.get(id) ?? null);
     }),
   };

@@ -150,7 +150,7 @@ export async function listVisionsForUser(
     const exists = await em.count(Vision, { id: req.afterId, userId: opts.userId });
     if (!exists) throw new BadUserInputError('after does not point at one of your visions', 'after');
   }
-  return rows.map((r) => em.map(Vision, r));
+  return rows.map((r) => Vision.fromRow(r));
 }
 
 export async function countVisionsForUser(em: EntityManager, opts: { userId: string; statuses: VisionStatus[] }): Promise<number> {
