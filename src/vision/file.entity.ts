@@ -40,15 +40,16 @@ export class File {
 
   /** A read-only instance from a `files` row, without the ORM. */
   static fromRow(row: Record<string, unknown>): File {
-    const f = Object.create(File.prototype) as File;
-    f.id = row.id as string;
-    f.visionId = (row.visionid as string | null) ?? null;
-    f.storagePath = row.storagepath as string;
-    f.filename = row.filename as string;
-    f.mime = row.mime as string;
-    f.size = Number(row.size);
-    f.createdAt = pgDate(row.createdat);
-    f.meta = (row.meta as Record<string, unknown> | null) ?? null;
-    return f;
+    const f = {
+      id: row.id as string,
+      visionId: (row.visionid as string | null) ?? null,
+      storagePath: row.storagepath as string,
+      filename: row.filename as string,
+      mime: row.mime as string,
+      size: Number(row.size),
+      createdAt: pgDate(row.createdat),
+      meta: (row.meta as Record<string, unknown> | null) ?? null,
+    };
+    return Object.setPrototypeOf(f, File.prototype) as File;
   }
 }

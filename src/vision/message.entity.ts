@@ -58,18 +58,21 @@ export class VisionMessage {
    * need no identity map or change tracking, and skipping them is most of their CPU.
    */
   static fromRow(row: Record<string, unknown>): VisionMessage {
-    const m = Object.create(VisionMessage.prototype) as VisionMessage;
-    m.id = row.id as string;
-    m.visionId = row.visionid as string;
-    m.sender = row.sender as MessageSender;
-    m.type = row.messagetype as MessageType;
-    m.content = row.content as string;
-    m.state = row.state as MessageState;
-    m.payload = (row.payload as Record<string, unknown> | null) ?? null;
-    m.clientMessageId = (row.clientmessageid as string | null) ?? null;
-    m.replyTo = (row.replyto as string | null) ?? null;
-    m.heartbeatAt = pgDateOrNull(row.heartbeatat);
-    m.createdAt = pgDate(row.createdat);
-    return m;
+    // own data properties first, then the prototype: assigning through the prototype would run
+    // MikroORM's change-tracking setters for every field
+    const m = {
+      id: row.id as string,
+      visionId: row.visionid as string,
+      sender: row.sender as MessageSender,
+      type: row.messagetype as MessageType,
+      content: row.content as string,
+      state: row.state as MessageState,
+      payload: (row.payload as Record<string, unknown> | null) ?? null,
+      clientMessageId: (row.clientmessageid as string | null) ?? null,
+      replyTo: (row.replyto as string | null) ?? null,
+      heartbeatAt: pgDateOrNull(row.heartbeatat),
+      createdAt: pgDate(row.createdat),
+    };
+    return Object.setPrototypeOf(m, VisionMessage.prototype) as VisionMessage;
   }
 }

@@ -39,14 +39,15 @@ export class Vision {
 
   /** A read-only instance from a `visions` row, without the ORM (see VisionMessage.fromRow). */
   static fromRow(row: Record<string, unknown>): Vision {
-    const v = Object.create(Vision.prototype) as Vision;
-    v.id = row.id as string;
-    v.userId = row.userid as string;
-    v.title = row.title as string;
-    v.status = row.status as VisionStatus;
-    v.meta = (row.meta as Record<string, unknown> | null) ?? null;
-    v.createdAt = pgDate(row.createdat);
-    v.updatedAt = pgDate(row.updatedat);
-    return v;
+    const v = {
+      id: row.id as string,
+      userId: row.userid as string,
+      title: row.title as string,
+      status: row.status as VisionStatus,
+      meta: (row.meta as Record<string, unknown> | null) ?? null,
+      createdAt: pgDate(row.createdat),
+      updatedAt: pgDate(row.updatedat),
+    };
+    return Object.setPrototypeOf(v, Vision.prototype) as Vision;
   }
 }
