@@ -273,6 +273,11 @@ async function seedAll() {
 
 // ------------------------------------------------------------------ scenario 1: history read
 
+/** Medians of the load rounds of one side, with its statements per request. */
+function sideSummary(runs, sql) {
+  return { rps: med(runs, 'rps'), p99: med(runs, 'p99'), cpuMsPerRequest: med(runs, 'cpuMsPerRequest'), sql, rounds: runs };
+}
+
 async function scenarioHistoryRead(pgBase) {
   log('scenario 1: history read, 50 connections, ours vs PostGraphile');
   const ours = await gql(serverUrl(), 'bench-reader', Q_HISTORY, { id: ids.reader });
@@ -291,8 +296,8 @@ async function scenarioHistoryRead(pgBase) {
     P,
   );
   const r = {
-    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
-    postgraphile: { rps: med(pgRuns, 'rps'), p99: med(pgRuns, 'p99'), cpuMsPerRequest: med(pgRuns, 'cpuMsPerRequest'), sql: sqlPg, rounds: pgRuns },
+    ours: sideSummary(oursRuns, sqlOurs),
+    postgraphile: sideSummary(pgRuns, sqlPg),
   };
   r.ratio = r.ours.rps / r.postgraphile.rps;
   r.met = r.ratio >= TARGETS.historyRead;
@@ -333,8 +338,8 @@ async function scenarioList(pgBase) {
     P,
   );
   const r = {
-    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
-    postgraphile: { rps: med(pgRuns, 'rps'), p99: med(pgRuns, 'p99'), cpuMsPerRequest: med(pgRuns, 'cpuMsPerRequest'), sql: sqlPg, rounds: pgRuns },
+    ours: sideSummary(oursRuns, sqlOurs),
+    postgraphile: sideSummary(pgRuns, sqlPg),
   };
   r.ratio = r.ours.rps / r.postgraphile.rps;
   r.met = r.ratio >= TARGETS.list;
@@ -384,8 +389,8 @@ async function scenarioWrite(floorBase, floorPid) {
     P,
   );
   const r = {
-    ours: { rps: med(oursRuns, 'rps'), p99: med(oursRuns, 'p99'), cpuMsPerRequest: med(oursRuns, 'cpuMsPerRequest'), sql: sqlOurs, rounds: oursRuns },
-    floor: { rps: med(floorRuns, 'rps'), p99: med(floorRuns, 'p99'), cpuMsPerRequest: med(floorRuns, 'cpuMsPerRequest'), sql: FLOOR_STATEMENTS, rounds: floorRuns },
+    ours: sideSummary(oursRuns, sqlOurs),
+    floor: sideSummary(floorRuns, FLOOR_STATEMENTS),
   };
   r.ratio = r.ours.rps / r.floor.rps;
   r.met = r.ratio >= TARGETS.write;
