@@ -499,6 +499,51 @@ describe('busy rule', () => {
     expect(rows.map((r) => r.id)).toEqual([win.userMessage.id, win.assistantMessage.id]);
     expect(await tokenRows(visionId)).toHaveLength(1);
   });
+
+  test('retryReply while a reply streams, and two concurrent retries: VISION_BUSY, nothing stored, one model call each time', async () => {
+    const user = newUser('busy-retry');
+    const visionId = await createVision(user);
+    fake.enqueue({ kind: 'status', status: 500 });
+    const failed = onlyError(await send(user, visionId, 'first try'));
+    expect(failed.code).toBe('LLM_FAILED');
+
+    // a retry is running (held); a second retry and a new send meet the busy rule
+    const h = hold();
+    fake.enqueue({ kind: 'stream', chunks: ['Second', ' time'], hold: h.promise });
+    const running = retry(user, visionId);
+    await fake.waitForRequests(2);
+    const [again, sendMeanwhile] = await Promise.all([retry(user, visionId), send(user, visionId, 'meanwhile')]);
+    expect(onlyError(again).code).toBe('VISION_BUSY');
+    expect(onlyError(sendMeanwhile).code).toBe('VISION_BUSY');
+    h.resolve();
+    const done = ok(await running).retryReply;
+    expect(done.userMessage.id).toBe(failed.ext.userMessageId);
+    expect(done.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'Second time' });
+
+    // two retries at the same moment after another failure: exactly one runs
+    fake.enqueue({ kind: 'status', status: 500 });
+    const failed2 = onlyError(await send(user, visionId, 'second message'));
+    const h2 = hold();
+    fake.enqueue({ kind: 'stream', chunks: ['Only', ' once'], hold: h2.promise });
+    const pair = [retry(user, visionId), retry(user, visionId)];
+    await settled(pair, 1);
+    h2.resolve();
+    const results = await Promise.all(pair);
+    expect(results.filter((r) => r.errors).map((r) => onlyError(r).code)).toEqual(['VISION_BUSY']);
+    const winner = results.find((r) => !r.errors)!.data!.retryReply;
+    expect(winner.userMessage.id).toBe(failed2.ext.userMessageId);
+    // two failed sends and two retries that ran: the refused calls never reached the model
+    expect(fake.requests).toHaveLength(4);
+    const rows = await messageRows(visionId);
+    expect(rows.map((r) => [r.sender, r.state, r.content])).toEqual([
+      ['user', 'complete', 'first try'],
+      ['assistant', 'failed', ''],
+      ['assistant', 'complete', 'Second time'],
+      ['user', 'complete', 'second message'],
+      ['assistant', 'failed', ''],
+      ['assistant', 'complete', 'Only once'],
+    ]);
+  });
 });
 
 // ------------------------------------------------------------------ status changes and stopReply
