@@ -147,21 +147,26 @@ async function gql(base, userId, query, variables) {
 
 const serverUrl = () => `http://127.0.0.1:${serverPort}`;
 
-async function startOurServer() {
-  serverPort = await freePort();
+/**
+ * Spawns a server process. `sqlStats` turns on EXPOSE_SQL_STATS (the `x-sql-statements` header):
+ * it costs every promise an async-context hook on Node 20, so the measured server runs without it
+ * and a separate short-lived server counts the statements (see `countStatements`).
+ */
+async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP } = {}) {
+  const port = await freePort();
   const nodeArgs = [];
   serverSeq++;
-  if (PROFILE) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=server-${serverSeq}-${Date.now()}.cpuprofile`);
-  if (HEAP) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`);
-  server = await startProcess({
-    name: 'server',
+  if (profile) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=server-${serverSeq}-${Date.now()}.cpuprofile`);
+  if (heap) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`);
+  const proc = await startProcess({
+    name: sqlStats ? 'server (statement counter)' : 'server',
     cwd: ROOT,
     nodeArgs,
     args: [join(ROOT, 'dist/src/index.js')],
-    readyUrl: `http://127.0.0.1:${serverPort}/readyz`,
+    readyUrl: `http://127.0.0.1:${port}/readyz`,
     env: {
       NODE_ENV: 'production',
-      PORT: String(serverPort),
+      PORT: String(port),
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
       DATABASE_URL: db.url,
@@ -169,7 +174,7 @@ async function startOurServer() {
       AUTH_JWT_SECRET: secret,
       OPENAI_API_KEY: 'bench',
       OPENAI_BASE_URL: fake.baseURL,
-      EXPOSE_SQL_STATS: 'true',
+      EXPOSE_SQL_STATS: sqlStats ? 'true' : 'false',
       SHUTDOWN_GRACE_MS: '2000',
       // per-user limits (when the server has them): kept on but far above what one bench user
       // sends, so the limiter's cost is measured and it never answers RATE_LIMITED
@@ -178,7 +183,31 @@ async function startOurServer() {
       MAX_WS_PER_USER: '100000',
     },
   });
+  proc.port = port;
+  return proc;
+}
+
+async function startOurServer() {
+  server = await spawnOurServer();
+  serverPort = server.port;
   return server;
+}
+
+/** SQL statements of each probe, from a server started with EXPOSE_SQL_STATS for this alone. */
+const sqlCounts = {};
+async function countStatements(probes) {
+  const counter = await spawnOurServer({ sqlStats: true, profile: false, heap: false });
+  try {
+    for (const [name, user, query, variables] of probes) {
+      const r = await gql(`http://127.0.0.1:${counter.port}`, user, query, variables);
+      const n = Number(r.headers['x-sql-statements']);
+      if (!Number.isFinite(n)) throw new Error(`statement counter: no x-sql-statements header for ${name}`);
+      sqlCounts[name] = n;
+    }
+  } finally {
+    await counter.stop();
+  }
+  log(`SQL statements per request (counted on a separate server with EXPOSE_SQL_STATS): ${Object.entries(sqlCounts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 }
 
 async function stopOurServer() {
@@ -285,7 +314,7 @@ async function scenarioHistoryRead(pgBase) {
   const a = ours.data.vision.messages.edges.map((e) => e.node.id);
   const b = theirs.data.allVisionMessages.edges.map((e) => e.node.id).reverse();
   if (a.length !== 50 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error('history read: ours and PostGraphile return different messages');
-  const sqlOurs = Number(ours.headers['x-sql-statements']);
+  const sqlOurs = sqlCounts.history;
   const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
   log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
@@ -327,7 +356,7 @@ async function scenarioList(pgBase) {
   if (a.length !== P.listVisions || JSON.stringify(a) !== JSON.stringify(b)) {
     throw new Error(`list: ours and PostGraphile disagree:\n${JSON.stringify(a.slice(0, 3))}\n${JSON.stringify(b.slice(0, 3))}`);
   }
-  const sqlOurs = Number(ours.headers['x-sql-statements']);
+  const sqlOurs = sqlCounts.list;
   const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-lister', PG_LIST, { userId: 'x' });
   log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
@@ -357,10 +386,10 @@ async function scenarioWrite(floorBase, floorPid) {
   log(`scenario 3: sendMessage, ${P.writers} users on their own vision, ours vs raw-pg floor`);
   const probe = await gql(serverUrl(), 'bench-probe', Q_SEND, { input: { visionId: ids.probe, content: 'probe' } });
   if (probe.data.sendMessage.assistantMessage.state !== 'COMPLETE') throw new Error('sendMessage probe: reply is not COMPLETE');
-  const sqlOurs = Number(probe.headers['x-sql-statements']);
+  const sqlOurs = sqlCounts.send;
   const floorProbe = JSON.parse((await httpPost(`${floorBase}/graphql`, headersFor('bench-floor-0'), sendBody(ids.floorWriters[0]))).text);
   if (floorProbe.data?.sendMessage?.assistantMessage?.state !== 'COMPLETE') throw new Error(`floor probe failed: ${JSON.stringify(floorProbe)}`);
-  log(`  SQL statements per sendMessage: ours ${sqlOurs} (x-sql-statements), floor ${FLOOR_STATEMENTS} (incl. begin/commit)`);
+  log(`  SQL statements per sendMessage: ours ${sqlOurs}, floor ${FLOOR_STATEMENTS} (incl. begin/commit)`);
 
   const verify = (body) => okBody(body) && body.includes('"state":"COMPLETE"');
   const { a: oursRuns, b: floorRuns } = await abRounds(
@@ -825,6 +854,11 @@ async function main() {
   pool = new pg.Pool({ connectionString: db.url, max: 4 });
   cleanups.push(() => pool.end());
   await seedAll();
+  await countStatements([
+    ['history', 'bench-reader', Q_HISTORY, { id: ids.reader }],
+    ['list', 'bench-lister', Q_LIST, {}],
+    ['send', 'bench-probe', Q_SEND, { input: { visionId: ids.probe, content: 'probe' } }],
+  ]);
 
   const want = (n) => ONLY.has(String(n));
   let pgBase;
