@@ -12,6 +12,7 @@ import type { Database } from './db/database';
 import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import type { GraphQLContext } from './graphql/context';
+import type { SqlRunner } from './db/sql';
 import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
 import { RateLimits } from './graphql/rate-limits';
 import { ModelBreaker } from './llm/breaker';
@@ -150,6 +151,7 @@ export async function startServer(opts: {
 
   // the EntityManager fork and the loaders are made on first use: many operations (and every
   // subscription event) never touch them
+  const sql: SqlRunner = { getConnection: () => db.orm.em.getConnection(), getTransactionContext: () => undefined };
   const buildContext = (user: Identity | null): GraphQLContext => {
     let em: GraphQLContext['em'] | undefined;
     let loaders: GraphQLContext['loaders'] | undefined;
@@ -161,6 +163,7 @@ export async function startServer(opts: {
       get loaders() {
         return (loaders ??= createVisionLoaders(this.em));
       },
+      sql,
       config,
       logger,
       dialog,

@@ -55,3 +55,104 @@ it('visions(first: 50) with lastMessage, tokenUsage and messages(last: 1) runs a
   expect(one.count).toBeGreaterThan(0);
   expect(fifty.count).toBe(one.count);
 });
+
+/** The two screens the bench measures: each must be one statement (as PostGraphile's are). */
+const HISTORY = 'query ($id: ID!) { vision(id: $id) { messages(last: 50) { edges { node { id content sender createdAt } } } } }';
+const LIST = 'query { visions(first: 50) { edges { node { title lastMessage { content } tokenUsage { totalTokens } } } } }';
+
+it('the history read and the list screen are one statement each, with the right rows', async () => {
+  const user = await seedUser(3);
+  const [v] = await s.sql<{ id: string }>('select id from visions where userid = ? order by updatedat desc, id desc limit 1', [user]);
+  const history = await s.gql<any, any>(HISTORY, { id: v!.id }, { user });
+  expect(history.errors).toBeUndefined();
+  expect(Number(history.headers.get('x-sql-statements'))).toBe(1);
+  const expected = await s.sql<{ id: string; content: string; sender: string }>(
+    'select id, content, sender from vision_messages where visionid = ? order by createdat, id',
+    [v!.id],
+  );
+  expect(history.data.vision.messages.edges.map((e: any) => [e.node.id, e.node.content, e.node.sender.toLowerCase()])).toEqual(
+    expected.map((r) => [r.id, r.content, r.sender]),
+  );
+
+  const list = await s.gql<any, any>(LIST, {}, { user });
+  expect(list.errors).toBeUndefined();
+  expect(Number(list.headers.get('x-sql-statements'))).toBe(1);
+  expect(list.data.visions.edges.map((e: any) => e.node)).toEqual([
+    { title: 'v1', lastMessage: { content: 'file' }, tokenUsage: { totalTokens: 7 } },
+    { title: 'v2', lastMessage: { content: 'file' }, tokenUsage: { totalTokens: 7 } },
+    { title: 'v3', lastMessage: { content: 'file' }, tokenUsage: { totalTokens: 7 } },
+  ]);
+  // a vision without messages or token rows
+  await s.sql(`insert into visions (id, userid, title, status, updatedat) values (gen_random_uuid(), ?, 'empty', 'active', now() + interval '1 hour')`, [user]);
+  const again = await s.gql<any, any>(LIST, {}, { user });
+  expect(again.data.visions.edges[0].node).toEqual({ title: 'empty', lastMessage: null, tokenUsage: { totalTokens: 0 } });
+  // someone else's vision is not read with the caller's id
+  const other = await s.gql<any, any>(HISTORY, { id: v!.id }, { user: newUser('other') });
+  expect(other.errors).toBeUndefined();
+  expect(other.data.vision).toBeNull();
+});
+
+/**
+ * `vision(id) { messages(...) }` reads the page in the vision's statement; the same page below a
+ * list (`visions { ... messages(...) }`) goes through the batched loader. Both must give the same
+ * page for every kind of page request, cursors included.
+ */
+it('a page read with its vision equals the same page read through the loader', async () => {
+  const user = newUser('pages');
+  const [v] = await s.sql<{ id: string }>(`insert into visions (id, userid, title, status) values (gen_random_uuid(), ?, 't', 'active') returning id`, [user]);
+  await s.sql(
+    `insert into vision_messages (id, visionid, sender, messagetype, content, state, createdat)
+     select gen_random_uuid(), ?, 'user', 'text', 'm' || i, 'complete', timestamptz '2026-01-01' + make_interval(secs => i / 2)
+     from generate_series(1, 9) as i`,
+    [v!.id],
+  );
+  const ids = (await s.sql<{ id: string }>('select id from vision_messages where visionid = ? order by createdat, id', [v!.id])).map((r) => r.id);
+  const cursor = (id: string) => Buffer.from(`v1:${id}`).toString('base64url');
+  const PAGE = '{ pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id content } } }';
+  // [page arguments, ids of the page]
+  const cases: [Record<string, unknown>, string[]][] = [
+    [{}, ids],
+    [{ first: 4 }, ids.slice(0, 4)],
+    [{ last: 4 }, ids.slice(5)],
+    [{ first: 3, after: cursor(ids[2]!) }, ids.slice(3, 6)],
+    [{ last: 3, before: cursor(ids[6]!) }, ids.slice(3, 6)],
+    [{ first: 10, after: cursor(ids[8]!) }, []],
+    [{ last: 2, after: cursor(ids[1]!), before: cursor(ids[7]!) }, ids.slice(5, 7)],
+    [{ first: 0 }, []],
+  ];
+  for (const [args, want] of cases) {
+    const decl = Object.keys(args).map((k) => `$${k}: ${k === 'first' || k === 'last' ? 'Int' : 'String'}`);
+    const pass = Object.keys(args).map((k) => `${k}: $${k}`).join(', ');
+    const vars = decl.length ? `, ${decl.join(', ')}` : '';
+    const direct = await s.gql<any, any>(`query ($id: ID!${vars}) { vision(id: $id) { messages${pass ? `(${pass})` : ''} ${PAGE} } }`, { id: v!.id, ...args }, { user });
+    const listed = await s.gql<any, any>(`query ${decl.length ? `(${decl.join(', ')})` : ''} { visions { edges { node { messages${pass ? `(${pass})` : ''} ${PAGE} } } } }`, args, { user });
+    expect(direct.errors).toBeUndefined();
+    expect(listed.errors).toBeUndefined();
+    expect(direct.data.vision.messages.edges.map((e: any) => e.node.id)).toEqual(want);
+    expect(direct.data.vision.messages).toEqual(listed.data.visions.edges[0].node.messages);
+  }
+});
+
+it('prefetching follows fragments and @skip, and bad page arguments are reported on the messages field', async () => {
+  const user = await seedUser(1);
+  const [v] = await s.sql<{ id: string }>('select id from visions where userid = ?', [user]);
+  const viaFragment = await s.gql<any, any>(
+    'query ($id: ID!) { vision(id: $id) { ...F } } fragment F on Vision { messages(last: 2) { edges { node { content } } } }',
+    { id: v!.id },
+    { user },
+  );
+  expect(viaFragment.errors).toBeUndefined();
+  expect(Number(viaFragment.headers.get('x-sql-statements'))).toBe(1);
+  expect(viaFragment.data.vision.messages.edges.map((e: any) => e.node.content)).toEqual(['hello', 'file']);
+
+  const skipped = await s.gql<any, any>('query ($id: ID!) { vision(id: $id) { id messages(last: 2) @skip(if: true) { edges { cursor } } } }', { id: v!.id }, { user });
+  expect(skipped.errors).toBeUndefined();
+  expect(skipped.data.vision).toEqual({ id: v!.id });
+  expect(Number(skipped.headers.get('x-sql-statements'))).toBe(1);
+
+  const bad = await s.gql<any, any>('query ($id: ID!) { vision(id: $id) { id messages(last: 201) { edges { cursor } } } }', { id: v!.id }, { user });
+  expect(bad.errors?.[0]?.message).toBe('last must be at most 200');
+  expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  expect(bad.errors?.[0]?.path).toEqual(['vision', 'messages']);
+  expect(bad.data.vision).toBeNull();
+});

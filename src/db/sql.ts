@@ -1,3 +1,11 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+
+/**
+ * The part of an EntityManager that raw statements need: a request's forked one, or
+ * `GraphQLContext.sql` (no unit of work) for reads that build their own read objects.
+ */
+export type SqlRunner = Pick<EntityManager, 'getConnection' | 'getTransactionContext'>;
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**

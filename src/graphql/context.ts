@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config';
+import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import type { DialogService } from '../vision/dialog.service';
 import type { ReplyBuffer } from '../vision/reply-buffer';
@@ -13,6 +14,12 @@ export interface GraphQLContext {
   user: Identity | null;
   /** A fork of the global EntityManager: its own identity map, never shared between requests. */
   em: EntityManager;
+  /**
+   * Raw statements outside any unit of work (no identity map, nothing to fork): for reads that
+   * build their own read objects, e.g. the ownership check of a subscription, which would
+   * otherwise keep a forked EntityManager alive for the subscription's lifetime.
+   */
+  sql: SqlRunner;
   loaders: VisionLoaders;
   config: Config;
   logger: Logger;

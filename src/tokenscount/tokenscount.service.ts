@@ -15,6 +15,26 @@ function toUsage(row: SumRow | undefined): TokenUsage {
   return row ? Object.assign(new TokenUsage(), row) : TokenUsage.empty();
 }
 
+/** The usage columns (`calls`, `promptTokens`, `completionTokens`, `totalTokens`) of a row that selected {@link usageByMetaSql}. */
+export function usageFromRow(row: Record<string, unknown>): TokenUsage {
+  return Object.assign(new TokenUsage(), {
+    calls: row.calls as number,
+    promptTokens: row.promptTokens as number,
+    completionTokens: row.completionTokens as number,
+    totalTokens: row.totalTokens as number,
+  });
+}
+
+/**
+ * A subquery with the usage of one value of a top-level `meta` key, for another module's
+ * statement to join laterally (`left join lateral (…) u on true`): `valueSql` is an SQL
+ * expression of that statement, e.g. `v.id::text`. Same sums and index as {@link sumUsageByMeta}.
+ */
+export function usageByMetaSql(key: string, valueSql: string): string {
+  if (!META_KEY_RE.test(key)) throw new TypeError(`invalid meta key ${key}`);
+  return `select ${SUMS} from tokenscount where meta ->> '${key}' = ${valueSql}`;
+}
+
 /**
  * Usage summed per value of a top-level `meta` key (for example `visionid`), one statement for
  * all values. The key is spliced into the SQL so that the expression index on

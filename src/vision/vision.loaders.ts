@@ -1,12 +1,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
 import { uuidArray } from '../db/sql';
-import type { PageRequest } from '../graphql/relay';
 import type { TokenUsage } from '../tokenscount/token-usage.type';
 import { sumUsageByMeta } from '../tokenscount/tokenscount.service';
 import { File } from './file.entity';
 import type { VisionMessage } from './message.entity';
-import { countMessages, findMessagePages, type MessagePageKey } from './message.queries';
+import { countMessages, findLastMessages, findMessagePages, type MessagePageKey } from './message.queries';
 
 /**
  * Per-request batching: every field below a list of visions costs one statement per field,
@@ -16,19 +15,23 @@ import { countMessages, findMessagePages, type MessagePageKey } from './message.
 export interface VisionLoaders {
   /** A page of messages (take + 1 rows) per (vision, page request). */
   messagePage: DataLoader<MessagePageKey, VisionMessage[], string>;
+  /** The newest message per vision. */
+  lastMessage: DataLoader<string, VisionMessage | null>;
   messageCount: DataLoader<string, number>;
   tokenUsage: DataLoader<string, TokenUsage>;
   /** Files by id; the message's vision is checked by the resolver. */
   file: DataLoader<string, File | null>;
 }
 
-export const LAST_MESSAGE_REQ: PageRequest = { direction: 'backward', take: 1 };
+/** The cache key of a message page: what the page query depends on. */
+export const messagePageKey = (k: MessagePageKey): string => JSON.stringify([k.visionId, k.req.direction, k.req.take, k.req.afterId, k.req.beforeId]);
 
 export function createVisionLoaders(em: EntityManager): VisionLoaders {
   return {
     messagePage: new DataLoader((keys) => findMessagePages(em, keys), {
-      cacheKeyFn: (k) => JSON.stringify([k.visionId, k.req.direction, k.req.take, k.req.afterId, k.req.beforeId]),
+      cacheKeyFn: messagePageKey,
     }),
+    lastMessage: new DataLoader((ids) => findLastMessages(em, ids)),
     messageCount: new DataLoader((ids) => countMessages(em, ids)),
     tokenUsage: new DataLoader((ids) => sumUsageByMeta(em, 'visionid', ids)),
     file: new DataLoader(async (ids) => {

@@ -1,11 +1,12 @@
-import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, ID, Info, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context';
 import { BadUserInputError } from '../graphql/errors';
-import { parseId, toPage, toPageRequest } from '../graphql/relay';
+import { below, lookahead } from '../graphql/lookahead';
+import { parseId, toPage, toPageRequest, type PageRequest } from '../graphql/relay';
 import { TokenUsage } from '../tokenscount/token-usage.type';
 import { VisionMessage } from './message.entity';
 import { messageExistsInVision } from './message.queries';
-import { LAST_MESSAGE_REQ } from './vision.loaders';
 import { Vision } from './vision.entity';
 import { VisionStatus } from './vision.enums';
 import * as visions from './vision.service';
@@ -38,6 +39,10 @@ class MessagesArgs {
   before?: string | null;
 }
 
+/** Without first/last: the latest MAX_MESSAGES messages. */
+const messagePageRequest = (args: MessagesArgs, ctx: GraphQLContext): PageRequest =>
+  toPageRequest(args, { max: ctx.config.maxPageSize, defaultLast: ctx.config.maxMessages });
+
 const rules = (ctx: GraphQLContext): visions.VisionRules => ctx.config;
 
 @Resolver(() => Vision)
@@ -46,16 +51,31 @@ export class VisionResolver {
   @Query(() => VisionConnection, {
     description: "The caller's visions, most recently updated first. Default status filter: ACTIVE and FROZEN.",
   })
-  async visions(@Args(() => VisionsArgs) args: VisionsArgs, @Ctx() ctx: GraphQLContext): Promise<VisionConnection> {
+  async visions(
+    @Args(() => VisionsArgs) args: VisionsArgs,
+    @Ctx() ctx: GraphQLContext,
+    @Info() info: GraphQLResolveInfo,
+  ): Promise<VisionConnection> {
     const userId = ctx.user!.userId;
     const statuses = args.status?.length ? [...new Set(args.status)] : visions.DEFAULT_LIST_STATUSES;
     const req = toPageRequest(
       { first: args.first, after: args.after },
       { max: ctx.config.maxPageSize, defaultFirst: ctx.config.maxMessages },
     );
-    const rows = await visions.listVisionsForUser(ctx.em, { userId, statuses, req });
+    // what the list shows of each vision is read in the same statement and primes the loaders
+    const node = below(below(lookahead(info), 'VisionConnection', 'edges'), 'VisionEdge', 'node');
+    const include = { lastMessage: below(node, 'Vision', 'lastMessage').length > 0, tokenUsage: below(node, 'Vision', 'tokenUsage').length > 0 };
+    const rows = await visions.listVisionsForUser(ctx.em, { userId, statuses, req, include });
     const { nodes, pageInfo } = toPage(rows, req);
-    return VisionConnection.of(nodes, pageInfo, () => visions.countVisionsForUser(ctx.em, { userId, statuses }));
+    for (const row of nodes) {
+      if (row.lastMessage !== undefined) ctx.loaders.lastMessage.prime(row.id, row.lastMessage);
+      if (row.tokenUsage) ctx.loaders.tokenUsage.prime(row.id, row.tokenUsage);
+    }
+    return VisionConnection.of(
+      nodes.map((row) => row.vision),
+      pageInfo,
+      () => visions.countVisionsForUser(ctx.em, { userId, statuses }),
+    );
   }
 
   @Authorized()
@@ -63,8 +83,21 @@ export class VisionResolver {
     nullable: true,
     description: "Any status, including DELETED, for the owner; null when absent or not the caller's.",
   })
-  vision(@Arg('id', () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<Vision | null> {
-    return visions.findVisionForUser(ctx.em, { id: parseId(id), userId: ctx.user!.userId });
+  async vision(@Arg('id', () => ID) id: string, @Ctx() ctx: GraphQLContext, @Info() info: GraphQLResolveInfo): Promise<Vision | null> {
+    const opts = { id: parseId(id), userId: ctx.user!.userId };
+    // a selected `messages` page is read in the same statement as the vision
+    const [messages] = below(lookahead(info), 'Vision', 'messages');
+    let req: PageRequest | undefined;
+    try {
+      if (messages) req = messagePageRequest(messages.args as MessagesArgs, ctx);
+    } catch {
+      // invalid page arguments: the messages field itself reports them
+    }
+    if (!req) return visions.findVisionForUser(ctx.em, opts);
+    const found = await visions.findVisionWithMessagePage(ctx.em, { ...opts, req });
+    if (!found) return null;
+    ctx.loaders.messagePage.prime({ visionId: found.vision.id, req }, found.messages);
+    return found.vision;
   }
 
   @Authorized()
@@ -107,7 +140,7 @@ export class VisionResolver {
       'The dialog, oldest first, with Relay cursor pagination. Without first/last: the latest\nMAX_MESSAGES messages. Page size above 200 is BAD_USER_INPUT.',
   })
   async messages(@Root() vision: Vision, @Args(() => MessagesArgs) args: MessagesArgs, @Ctx() ctx: GraphQLContext): Promise<VisionMessageConnection> {
-    const req = toPageRequest(args, { max: ctx.config.maxPageSize, defaultLast: ctx.config.maxMessages });
+    const req = messagePageRequest(args, ctx);
     const rows = await ctx.loaders.messagePage.load({ visionId: vision.id, req });
     if (rows.length === 0) {
       // an empty page is either the end of the dialog or a cursor from somewhere else
@@ -126,8 +159,7 @@ export class VisionResolver {
 
   @FieldResolver(() => VisionMessage, { nullable: true })
   async lastMessage(@Root() vision: Vision, @Ctx() ctx: GraphQLContext): Promise<VisionMessage | null> {
-    const rows = await ctx.loaders.messagePage.load({ visionId: vision.id, req: LAST_MESSAGE_REQ });
-    return rows[0] ?? null;
+    return ctx.loaders.lastMessage.load(vision.id);
   }
 
   @FieldResolver(() => TokenUsage, { description: 'Tokens spent on this vision (tokenscount rows whose meta.visionid is this id).' })

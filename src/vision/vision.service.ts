@@ -1,6 +1,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { SqlRunner } from '../db/sql';
 import { BadUserInputError, NotFoundError } from '../graphql/errors';
 import { type PageRequest } from '../graphql/relay';
+import { usageByMetaSql, usageFromRow } from '../tokenscount/tokenscount.service';
+import type { TokenUsage } from '../tokenscount/token-usage.type';
+import { VisionMessage } from './message.entity';
+import { lastMessageJsonSql, messagePageJsonSql } from './message.queries';
 import { Vision } from './vision.entity';
 import { VisionStatus } from './vision.enums';
 
@@ -41,14 +46,38 @@ export function validateMeta(meta: unknown, maxBytes: number): Record<string, un
   return meta as Record<string, unknown>;
 }
 
-/** The caller's vision in any status, or null when it is absent or someone else's. */
-export function findVisionForUser(em: EntityManager, opts: { id: string; userId: string }): Promise<Vision | null> {
-  return em.findOne(Vision, { id: opts.id, userId: opts.userId });
+function exec(em: SqlRunner, sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
+  return em.getConnection().execute<Record<string, unknown>[]>(sql, params, 'all', em.getTransactionContext());
 }
 
-/** Like {@link findVisionForUser}, but NOT_FOUND when there is none: another user's vision looks absent. */
+/**
+ * The caller's vision in any status, or null when it is absent or someone else's. A read
+ * object (not managed by the EntityManager): use {@link getVisionForUser} to change it.
+ */
+export async function findVisionForUser(em: SqlRunner, opts: { id: string; userId: string }): Promise<Vision | null> {
+  const [row] = await exec(em, 'select v.* from visions v where v.id = ? and v.userid = ?', [opts.id, opts.userId]);
+  return row ? Vision.fromRow(row) : null;
+}
+
+/**
+ * {@link findVisionForUser} and one page of its messages (`take + 1` rows, in query order as
+ * {@link findMessagePages} returns them) in one statement.
+ */
+export async function findVisionWithMessagePage(
+  em: EntityManager,
+  opts: { id: string; userId: string; req: PageRequest },
+): Promise<{ vision: Vision; messages: VisionMessage[] } | null> {
+  const params: unknown[] = [];
+  const page = messagePageJsonSql('v.id', opts.req, params);
+  params.push(opts.id, opts.userId);
+  const [row] = await exec(em, `select v.*, ${page} as _page from visions v where v.id = ? and v.userid = ?`, params);
+  if (!row) return null;
+  return { vision: Vision.fromRow(row), messages: (row._page as Record<string, unknown>[]).map((m) => VisionMessage.fromRow(m)) };
+}
+
+/** Like {@link findVisionForUser}, but managed by `em`, and NOT_FOUND when there is none: another user's vision looks absent. */
 export async function getVisionForUser(em: EntityManager, opts: { id: string; userId: string }): Promise<Vision> {
-  const vision = await findVisionForUser(em, opts);
+  const vision = await em.findOne(Vision, { id: opts.id, userId: opts.userId });
   if (!vision) throw new NotFoundError();
   return vision;
 }
@@ -123,15 +152,29 @@ export async function setVisionStatus(
 
 export const DEFAULT_LIST_STATUSES = [VisionStatus.ACTIVE, VisionStatus.FROZEN];
 
+/** A vision of a list, with what the list asked to be read in the same statement. */
+export interface ListedVision {
+  id: string;
+  vision: Vision;
+  /** Present when asked for: the newest message, null when there is none. */
+  lastMessage?: VisionMessage | null;
+  /** Present when asked for. */
+  tokenUsage?: TokenUsage;
+}
+
 /**
  * A page of the caller's visions, most recently updated first (`updatedat desc, id desc`), with
- * `take + 1` rows. Unknown `after` cursors are BAD_USER_INPUT.
+ * `take + 1` rows, in one statement; `include` adds each vision's newest message and token
+ * usage to it (lateral subqueries over the same indexes the loaders use). Unknown `after`
+ * cursors are BAD_USER_INPUT.
  */
 export async function listVisionsForUser(
   em: EntityManager,
-  opts: { userId: string; statuses: VisionStatus[]; req: PageRequest },
-): Promise<Vision[]> {
+  opts: { userId: string; statuses: VisionStatus[]; req: PageRequest; include?: { lastMessage?: boolean; tokenUsage?: boolean } },
+): Promise<ListedVision[]> {
   const { req } = opts;
+  const withLast = opts.include?.lastMessage ?? false;
+  const withUsage = opts.include?.tokenUsage ?? false;
   const params: unknown[] = [opts.userId, `{${opts.statuses.join(',')}}`];
   let cursorCond = '';
   if (req.afterId) {
@@ -139,18 +182,26 @@ export async function listVisionsForUser(
     params.push(req.afterId);
   }
   params.push(req.take + 1);
-  const rows = await em.getConnection().execute<Record<string, unknown>[]>(
-    `select v.* from visions v where v.userid = ? and v.status = any(?::text[])${cursorCond}
-     order by v.updatedat desc, v.id desc limit ?`,
-    params,
-    'all',
-    em.getTransactionContext(),
-  );
+  const page = `select v.* from visions v where v.userid = ? and v.status = any(?::text[])${cursorCond}
+     order by v.updatedat desc, v.id desc limit ?`;
+  const sql =
+    withLast || withUsage
+      ? `select v.*${withLast ? `, ${lastMessageJsonSql('v.id')} as _last` : ''}${withUsage ? ', u.*' : ''}
+         from (${page}) v${withUsage ? ` left join lateral (${usageByMetaSql('visionid', 'v.id::text')}) u on true` : ''}
+         order by v.updatedat desc, v.id desc`
+      : page;
+  const rows = await exec(em, sql, params);
   if (rows.length === 0 && req.afterId) {
     const exists = await em.count(Vision, { id: req.afterId, userId: opts.userId });
     if (!exists) throw new BadUserInputError('after does not point at one of your visions', 'after');
   }
-  return rows.map((r) => Vision.fromRow(r));
+  return rows.map((r) => {
+    const vision = Vision.fromRow(r);
+    const listed: ListedVision = { id: vision.id, vision };
+    if (withLast) listed.lastMessage = r._last ? VisionMessage.fromRow(r._last as Record<string, unknown>) : null;
+    if (withUsage) listed.tokenUsage = usageFromRow(r);
+    return listed;
+  });
 }
 
 export async function countVisionsForUser(em: EntityManager, opts: { userId: string; statuses: VisionStatus[] }): Promise<number> {

@@ -7,11 +7,18 @@ import { MessageState } from './vision.enums';
 
 @ObjectType()
 export class VisionMessageEdge {
+  constructor(node: VisionMessage) {
+    this.node = node;
+  }
+
+  /** Encoded only when a client asks for it. */
   @Field(() => String)
-  cursor!: string;
+  get cursor(): string {
+    return encodeCursor(this.node.id);
+  }
 
   @Field(() => VisionMessage)
-  node!: VisionMessage;
+  node: VisionMessage;
 }
 
 @ObjectType()
@@ -32,7 +39,7 @@ export class VisionMessageConnection {
 
   static of(nodes: VisionMessage[], pageInfo: PageInfo, count: () => Promise<number>): VisionMessageConnection {
     const c = new VisionMessageConnection();
-    c.edges = nodes.map((node) => Object.assign(new VisionMessageEdge(), { cursor: encodeCursor(node.id), node }));
+    c.edges = nodes.map((node) => new VisionMessageEdge(node));
     c.pageInfo = pageInfo;
     c.countFn = count;
     return c;
@@ -41,11 +48,18 @@ export class VisionMessageConnection {
 
 @ObjectType()
 export class VisionEdge {
+  constructor(node: Vision) {
+    this.node = node;
+  }
+
+  /** Encoded only when a client asks for it. */
   @Field(() => String)
-  cursor!: string;
+  get cursor(): string {
+    return encodeCursor(this.node.id);
+  }
 
   @Field(() => Vision)
-  node!: Vision;
+  node: Vision;
 }
 
 @ObjectType()
@@ -65,7 +79,7 @@ export class VisionConnection {
 
   static of(nodes: Vision[], pageInfo: PageInfo, count: () => Promise<number>): VisionConnection {
     const c = new VisionConnection();
-    c.edges = nodes.map((node) => Object.assign(new VisionEdge(), { cursor: encodeCursor(node.id), node }));
+    c.edges = nodes.map((node) => new VisionEdge(node));
     c.pageInfo = pageInfo;
     c.countFn = count;
     return c;
