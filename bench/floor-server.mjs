@@ -5,13 +5,12 @@
 // same size, same transactions), streams the reply from the same fake model with node:http
 // (no SDK) and answers with the same JSON shape.
 //
-//   1. select the vision by id and owner                       (getVisionForUser)
-//   2. begin; update visions … returning status (row lock);
-//      insert user message; insert STREAMING reply; commit     (sendMessage's transaction)
-//   3. select the history window (last 50 eligible messages)   (loadHistory)
-//   4. model call, streamed
-//   5. insert into tokenscount … returning id                  (callModelAndLogTokens)
-//   6. begin; update the reply (final state); bump the vision; commit   (storeFinal)
+//   1. begin; update visions … where id and owner returning status, title (ownership, status,
+//      row lock); insert user message; insert STREAMING reply; commit  (sendMessage's transaction)
+//   2. select the history window (last 50 eligible messages)   (loadHistory)
+//   3. model call, streamed
+//   4. insert into tokenscount … returning id                  (callModelAndLogTokens)
+//   5. begin; update the reply (final state); bump the vision; commit   (storeFinal)
 //
 // Env: PORT, DATABASE_URL, JWT_SECRET, POOL_MAX, MODEL_URL (…/v1), SYSTEM_PROMPT_CHARS.
 import { randomBytes } from 'node:crypto';
@@ -104,22 +103,25 @@ async function inTransaction(fn) {
 }
 
 async function sendMessage(userId, visionId, content) {
-  // 1. the vision, owned by the caller
-  const { rows: visions } = await pool.query('select v0.* from visions as v0 where v0.id = $1 and v0.userid = $2 limit 1', [visionId, userId]);
-  const vision = visions[0];
-  if (!vision) return { errors: [{ message: 'not found', extensions: { code: 'NOT_FOUND' } }] };
-  if (vision.status !== 'active') return { errors: [{ message: 'not active', extensions: { code: 'VISION_NOT_ACTIVE' } }] };
+  // 1. ownership + status + lock + bump of the vision, user message, STREAMING placeholder:
+  // one transaction (as src/vision/dialog.service.ts `sendMessage` / `lockActiveVision`)
+  let turn;
+  try {
+    turn = await inTransaction(async (c) => {
+      const { rows } = await c.query('update visions set updatedat = greatest(now(), updatedat) where id = $1 and userid = $2 returning status, title', [visionId, userId]);
+      if (!rows[0]) throw Object.assign(new Error('not found'), { code: 'NOT_FOUND' });
+      if (rows[0].status !== 'active') throw Object.assign(new Error('not active'), { code: 'VISION_NOT_ACTIVE' });
+      const u = await c.query(INSERT_MESSAGE, [uuidv7(), visionId, 'user', content, 'complete', null, null, null, new Date()]);
+      const r = await c.query(INSERT_MESSAGE, [uuidv7(), visionId, 'assistant', '', 'streaming', null, u.rows[0].id, new Date(), new Date()]);
+      return { title: rows[0].title, user: u.rows[0], reply: r.rows[0] };
+    });
+  } catch (err) {
+    if (err.code === 'NOT_FOUND' || err.code === 'VISION_NOT_ACTIVE') return { errors: [{ message: err.message, extensions: { code: err.code } }] };
+    throw err;
+  }
+  const { title, user, reply } = turn;
 
-  // 2. lock + bump the vision, user message, STREAMING placeholder: one transaction
-  const { user, reply } = await inTransaction(async (c) => {
-    const { rows } = await c.query('update visions set updatedat = greatest(now(), updatedat) where id = $1 returning status', [visionId]);
-    if (rows[0]?.status !== 'active') throw new Error('vision not active');
-    const u = await c.query(INSERT_MESSAGE, [uuidv7(), visionId, 'user', content, 'complete', null, null, null, new Date()]);
-    const r = await c.query(INSERT_MESSAGE, [uuidv7(), visionId, 'assistant', '', 'streaming', null, u.rows[0].id, new Date(), new Date()]);
-    return { user: u.rows[0], reply: r.rows[0] };
-  });
-
-  // 3. history window
+  // 2. history window
   const { rows: history } = await pool.query(
     `select sender, content from vision_messages
      where visionid = $1 and sender in ('user', 'assistant') and messagetype <> 'info'
@@ -129,11 +131,11 @@ async function sendMessage(userId, visionId, content) {
   );
   history.reverse();
 
-  // 4. the model, streamed
-  const messages = [{ role: 'system', content: SYSTEM_PROMPT.split('{title}').join(vision.title) }, ...history.map((m) => ({ role: m.sender, content: m.content }))];
+  // 3. the model, streamed
+  const messages = [{ role: 'system', content: SYSTEM_PROMPT.split('{title}').join(title) }, ...history.map((m) => ({ role: m.sender, content: m.content }))];
   const result = await callModel(messages);
 
-  // 5. one tokenscount row per call
+  // 4. one tokenscount row per call
   const usage = result.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   await pool.query(
     `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, rawusage, meta, createdat)
@@ -152,7 +154,7 @@ async function sendMessage(userId, visionId, content) {
     ],
   );
 
-  // 6. final state + vision bump: one transaction
+  // 5. final state + vision bump: one transaction
   const final = await inTransaction(async (c) => {
     const { rows } = await c.query(
       `update vision_messages set

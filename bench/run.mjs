@@ -379,8 +379,8 @@ async function scenarioList(pgBase) {
 
 // ------------------------------------------------------------------ scenario 3: dialog write
 
-/** Statements of one sendMessage in bench/floor-server.mjs (1 + 5 + 1 + 1 + 4, begin/commit included). */
-const FLOOR_STATEMENTS = 12;
+/** Statements of one sendMessage in bench/floor-server.mjs (5 + 1 + 1 + 4, begin/commit included). */
+const FLOOR_STATEMENTS = 11;
 
 async function scenarioWrite(floorBase, floorPid) {
   log(`scenario 3: sendMessage, ${P.writers} users on their own vision, ours vs raw-pg floor`);

@@ -1,8 +1,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { OpenAI } from 'openai';
+import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
-import { AppError, BadUserInputError, ErrorCode, VisionNotActiveError } from '../graphql/errors';
+import { AppError, BadUserInputError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import { Topic, type AppPubSub, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { toChatMessages, type HistoryItem } from '../llm/history';
@@ -13,7 +14,7 @@ import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } 
 import { VisionMessage } from './message.entity';
 import type { ReplyBuffer } from './reply-buffer';
 import { MessageState, VisionStatus } from './vision.enums';
-import { getVisionForUser } from './vision.service';
+import { findVisionForUser } from './vision.service';
 
 export interface DialogDeps {
   orm: Orm;
@@ -148,47 +149,42 @@ export class DialogService {
     const content = this.validateContent(input.content);
     const key = this.validateClientMessageId(input.clientMessageId);
     this.assertOpen();
-    const em = this.deps.orm.em.fork();
-    const vision = await getVisionForUser(em, { id: visionId, userId });
     await this.deps.limits?.consumeSend(userId);
     if (key) {
-      const existing = await this.findUserMessageByKey(em, visionId, key);
+      const existing = await this.findUserMessageByKey(this.deps.orm.em.fork(), { visionId, userId, key });
       if (existing) return this.resultOf(existing);
     }
-    if (vision.status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(vision.status);
 
-    let turn: { user: VisionMessage; reply: VisionMessage };
+    let turn: { title: string; user: VisionMessage; reply: VisionMessage };
     try {
+      // ownership, status and the row lock are one statement (NOT_FOUND, VISION_NOT_ACTIVE)
       turn = await this.withStaleRecovery(visionId, () =>
         this.deps.orm.em.fork().transactional(async (tem) => {
-          await this.lockActiveVision(tem, visionId);
+          const { title } = await this.lockActiveVision(tem, visionId, userId);
           const user = await this.insertMessage(tem, { visionId, sender: 'user', content, state: MessageState.COMPLETE, clientMessageId: key });
           const reply = await this.insertReply(tem, visionId, user.id);
-          return { user, reply };
+          return { title, user, reply };
         }),
       );
     } catch (err) {
       if (key && constraintOf(err) === CLIENT_KEY) {
         // the same key arrived at the same moment: the first request owns the turn
-        const existing = await this.findUserMessageByKey(this.deps.orm.em.fork(), visionId, key);
+        const existing = await this.findUserMessageByKey(this.deps.orm.em.fork(), { visionId, userId, key });
         if (existing) return this.resultOf(existing);
       }
       throw err;
     }
     await this.publishMessage(turn.user);
-    return this.finish(this.launch(vision.title, userId, turn.user, turn.reply));
+    return this.finish(this.launch(turn.title, userId, turn.user, turn.reply));
   }
 
   async retryReply(userId: string, visionIdRaw: string): Promise<DialogPair> {
     const visionId = parseId(visionIdRaw, 'visionId');
     this.assertOpen();
-    const em = this.deps.orm.em.fork();
-    const vision = await getVisionForUser(em, { id: visionId, userId });
-    if (vision.status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(vision.status);
     await this.deps.limits?.consumeSend(userId);
     const turn = await this.withStaleRecovery(visionId, () =>
       this.deps.orm.em.fork().transactional(async (tem) => {
-        await this.lockActiveVision(tem, visionId);
+        const { title } = await this.lockActiveVision(tem, visionId, userId);
         const [last] = await this.exec<Record<string, unknown>>(
           tem,
           `select * from vision_messages where visionid = ? and sender = 'user' order by createdat desc, id desc limit 1`,
@@ -202,16 +198,16 @@ export class DialogService {
           throw new AppError('The latest message already has a reply', ErrorCode.NOTHING_TO_RETRY);
         }
         const reply = await this.insertReply(tem, visionId, user.id);
-        return { user, reply };
+        return { title, user, reply };
       }),
     );
-    return this.finish(this.launch(vision.title, userId, turn.user, turn.reply));
+    return this.finish(this.launch(turn.title, userId, turn.user, turn.reply));
   }
 
   /** Stops the reply being generated for the caller's vision; false when none was running. */
   async stopReply(userId: string, visionIdRaw: string): Promise<boolean> {
     const visionId = parseId(visionIdRaw, 'visionId');
-    await getVisionForUser(this.deps.orm.em.fork(), { id: visionId, userId });
+    if (!(await findVisionForUser(this.deps.orm.em.fork(), { id: visionId, userId }))) throw new NotFoundError();
     return this.stopVisionReply(visionId, 'user');
   }
 
@@ -268,36 +264,40 @@ export class DialogService {
     return em.getConnection().execute<R[]>(sql, params, 'all', em.getTransactionContext());
   }
 
-  /** Locks the vision row for this transaction and bumps updatedat; VISION_NOT_ACTIVE unless ACTIVE. */
-  private async lockActiveVision(em: EntityManager, visionId: string): Promise<void> {
-    const rows = await this.exec<{ status: string }>(
+  /**
+   * Locks the caller's vision row for this transaction and bumps updatedat: NOT_FOUND when it
+   * is absent or someone else's, VISION_NOT_ACTIVE unless ACTIVE (the transaction then rolls back).
+   */
+  private async lockActiveVision(em: EntityManager, visionId: string, userId: string): Promise<{ title: string }> {
+    const [row] = await this.exec<{ status: VisionStatus; title: string }>(
       em,
-      `update visions set updatedat = greatest(now(), updatedat) where id = ? returning status`,
-      [visionId],
+      `update visions set updatedat = greatest(now(), updatedat) where id = ? and userid = ? returning status, title`,
+      [visionId, userId],
     );
-    const status = rows[0]?.status;
-    if (status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(status ?? VisionStatus.DELETED);
+    if (!row) throw new NotFoundError();
+    if (row.status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(row.status);
+    return { title: row.title };
   }
 
   private async insertMessage(
     em: EntityManager,
     m: { visionId: string; sender: string; content: string; state: MessageState; clientMessageId?: string | null; replyTo?: string },
   ): Promise<VisionMessage> {
-    const msg = new VisionMessage();
+    const now = new Date();
     const [row] = await this.exec(
       em,
       `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, heartbeatat, createdat)
        values (?, ?, ?, 'text', ?, ?, ?, ?, ?, ?) returning *`,
       [
-        msg.id,
+        uuidv7(),
         m.visionId,
         m.sender,
         m.content,
         m.state,
         m.clientMessageId ?? null,
         m.replyTo ?? null,
-        m.state === MessageState.STREAMING ? new Date() : null,
-        new Date(),
+        m.state === MessageState.STREAMING ? now : null,
+        now,
       ],
     );
     return VisionMessage.fromRow(row!);
@@ -340,8 +340,14 @@ export class DialogService {
     return rows.length;
   }
 
-  private async findUserMessageByKey(em: EntityManager, visionId: string, key: string): Promise<VisionMessage | null> {
-    const [row] = await this.exec(em, `select * from vision_messages where visionid = ? and clientmessageid = ?`, [visionId, key]);
+  /** The caller's earlier message with this idempotency key (someone else's vision finds nothing). */
+  private async findUserMessageByKey(em: EntityManager, k: { visionId: string; userId: string; key: string }): Promise<VisionMessage | null> {
+    const [row] = await this.exec(
+      em,
+      `select m.* from vision_messages m join visions v on v.id = m.visionid
+       where m.visionid = ? and m.clientmessageid = ? and v.userid = ?`,
+      [k.visionId, k.key, k.userId],
+    );
     return row ? VisionMessage.fromRow(row) : null;
   }
 
