@@ -3,7 +3,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { fastifyApolloHandler } from '@as-integrations/fastify';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, specifiedRules, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
@@ -15,6 +15,7 @@ import type { GraphQLContext } from './graphql/context';
 import type { SqlRunner } from './db/sql';
 import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
 import { RateLimits } from './graphql/rate-limits';
+import { createSharedSubscribe, DocumentCache } from './graphql/subscriptions';
 import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
@@ -245,9 +246,15 @@ export async function startServer(opts: {
   await app.listen({ port: config.port, host: config.host });
   const wsPerUser = new Map<string, number>();
   const wss = new WebSocketServer({ server: app.server, path: '/graphql', maxPayload: 64 * 1024 });
+  // the same limits as over HTTP; documents parsed and validated once per distinct text, and
+  // each event executed once per distinct operation, however many subscribers it has
+  const documents = new DocumentCache({ rules: [...specifiedRules, ...protection.validationRules] });
   const wsServer = useServer<Record<string, unknown>, { identity: Identity }>(
     {
       schema,
+      parse: documents.parse,
+      validate: documents.validate as typeof import('graphql').validate,
+      subscribe: createSharedSubscribe(),
       isProd: production,
       connectionInitWaitTimeout: 10_000,
       onConnect: async (ctx) => {

@@ -6,7 +6,7 @@
  * other test files share the database and may run at the same time.
  */
 import { randomUUID } from 'node:crypto';
-import { print } from 'graphql';
+import { parse, print } from 'graphql';
 import { Client as PgClient } from 'pg';
 import type { Client as WsClient } from 'graphql-ws';
 import { DEFAULT_SYSTEM_PROMPT } from '../src/config';
@@ -912,6 +912,61 @@ describe('messageAdded over graphql-ws', () => {
     expect(subB.errors).toEqual([]);
     subA.stop();
     subB.stop();
+  });
+
+  test('one event, many subscribers: each document gets its own shape, each vision only its own events, a completed subscription stops', async () => {
+    const user = newUser('wsMany');
+    const v1 = await createVision(user, 'Many subscribers');
+    const v2 = await createVision(user, 'Quiet vision');
+    const clients = [openWs(user), openWs(user), openWs(user), openWs(user)];
+    const up = Promise.all(clients.map(connected));
+    // events are executed once per distinct (document, variables) and shared: these four differ
+    const SLIM = parse('subscription Slim($visionId: ID!) { messageAdded(visionId: $visionId) { id content } }') as typeof MessageAddedDocument;
+    const full1 = collect(clients[0]!, MessageAddedDocument, { visionId: v1 });
+    const full2 = collect(clients[1]!, MessageAddedDocument, { visionId: v1 });
+    const slim = collect(clients[2]!, SLIM, { visionId: v1 });
+    const other = collect(clients[3]!, SLIM, { visionId: v2 });
+    await up;
+    await sleep(300);
+
+    fake.enqueue({ kind: 'stream', chunks: ['First', ' reply'] });
+    const first = ok(await send(user, v1, 'one')).sendMessage;
+    await Promise.all([full1.waitFor(2), full2.waitFor(2), slim.waitFor(2)]);
+    expect(full2.events).toEqual(full1.events);
+    expect(full1.events.map((e) => e.messageAdded)).toEqual([
+      expect.objectContaining({ id: first.userMessage.id, visionId: v1, sender: 'USER', content: 'one', file: null }),
+      expect.objectContaining({ id: first.assistantMessage.id, visionId: v1, sender: 'ASSISTANT', content: 'First reply' }),
+    ]);
+    expect(slim.events.map((e) => e.messageAdded)).toEqual([
+      { id: first.userMessage.id, content: 'one' },
+      { id: first.assistantMessage.id, content: 'First reply' },
+    ]);
+
+    full2.stop();
+    await sleep(200);
+    fake.enqueue({ kind: 'stream', chunks: ['Second'] });
+    const second = ok(await send(user, v1, 'two')).sendMessage;
+    await Promise.all([full1.waitFor(4), slim.waitFor(4)]);
+    expect(full1.events.map((e) => e.messageAdded.id).slice(2)).toEqual([second.userMessage.id, second.assistantMessage.id]);
+    await sleep(300);
+    expect(full2.events).toHaveLength(2);
+    expect(other.events).toEqual([]);
+    for (const sub of [full1, full2, slim, other]) expect(sub.errors).toEqual([]);
+    full1.stop();
+    slim.stop();
+    other.stop();
+  });
+
+  test('subscription documents over WebSocket get the same limits as over HTTP', async () => {
+    const user = newUser('wsLimits');
+    const v1 = await createVision(user, 'Limits');
+    const aliases = Array.from({ length: 20 }, (_, i) => `a${i}: id`).join(' ');
+    const sub = collect(openWs(user), parse(`subscription ($visionId: ID!) { messageAdded(visionId: $visionId) { ${aliases} } }`) as typeof MessageAddedDocument, {
+      visionId: v1,
+    });
+    await sub.ended;
+    expect(sub.events).toEqual([]);
+    expect(flatErrors(sub.errors).map((e) => String(e?.message))).toEqual([expect.stringMatching(/alias/i)]);
   });
 
   test("subscribing to someone else's vision gives NOT_FOUND", async () => {
