@@ -4,7 +4,6 @@ import { fastifyApolloHandler } from '@as-integrations/fastify';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { GraphQLError, specifiedRules, type GraphQLSchema } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config';
@@ -16,6 +15,7 @@ import type { SqlRunner } from './db/sql';
 import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
 import { RateLimits } from './graphql/rate-limits';
 import { createSharedSubscribe, DocumentCache } from './graphql/subscriptions';
+import { serveGraphqlWs, type WsExtra } from './graphql/ws-transport';
 import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
@@ -249,14 +249,14 @@ export async function startServer(opts: {
   // the same limits as over HTTP; documents parsed and validated once per distinct text, and
   // each event executed once per distinct operation, however many subscribers it has
   const documents = new DocumentCache({ rules: [...specifiedRules, ...protection.validationRules] });
-  const wsServer = useServer<Record<string, unknown>, { identity: Identity }>(
+  const wsServer = serveGraphqlWs<WsExtra & { identity?: Identity }>(
     {
       schema,
       parse: documents.parse,
       validate: documents.validate as typeof import('graphql').validate,
       subscribe: createSharedSubscribe(),
-      isProd: production,
-      connectionInitWaitTimeout: 10_000,
+      // graphql-ws's default: a socket that has not sent connection_init by then is closed (4408)
+      connectionInitWaitTimeout: 3_000,
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -313,6 +313,7 @@ export async function startServer(opts: {
       context: (ctx) => buildContext(ctx.extra.identity ?? null),
     },
     wss,
+    { logger },
   );
 
   const addr = app.server.address() as AddressInfo;

@@ -1,4 +1,5 @@
 import { GraphQLID, GraphQLObjectType, GraphQLSchema, GraphQLString, specifiedRules } from 'graphql';
+import { createAppPubSub, Topic } from '../src/graphql/pubsub';
 import { createSharedSubscribe, DocumentCache } from '../src/graphql/subscriptions';
 
 /**
@@ -109,4 +110,42 @@ it('parses a text once and validates a document once; syntax errors are thrown, 
   expect(errors.map((e) => e.message)).toEqual(['Cannot query field "nope" on type "Event".']);
   expect(docs.validate(schema, bad)).toBe(errors);
   expect(() => docs.parse('subscription {')).toThrow(/Syntax Error/);
+});
+
+describe('createAppPubSub (in memory; the Redis event target is covered by multi-instance.test.ts)', () => {
+  it('routes by topic and id, queues events until they are read, and return() ends a pending read', async () => {
+    const pubsub = createAppPubSub();
+    const a = pubsub.subscribe(Topic.MESSAGE_ADDED, 'a');
+    const b = pubsub.subscribe(Topic.MESSAGE_ADDED, 'b');
+    const stops = pubsub.subscribe(Topic.REPLY_STOP);
+    const msg = (id: string) => ({ id, visionId: 'a', sender: 'user', type: 'text', content: id, state: 'complete', payload: null, createdAt: '' });
+    pubsub.publish(Topic.MESSAGE_ADDED, 'a', msg('1'));
+    pubsub.publish(Topic.MESSAGE_ADDED, 'a', msg('2'));
+    pubsub.publish(Topic.REPLY_STOP, { visionId: 'a', cause: 'user' });
+    expect((await a.next()).value?.id).toBe('1');
+    expect((await a.next()).value?.id).toBe('2');
+    expect((await stops.next()).value).toEqual({ visionId: 'a', cause: 'user' });
+    const pendingB = b.next();
+    await b.return();
+    await expect(pendingB).resolves.toEqual({ value: undefined, done: true });
+    // after return() nothing more is delivered
+    pubsub.publish(Topic.MESSAGE_ADDED, 'b', msg('3'));
+    await expect(b.next()).resolves.toEqual({ value: undefined, done: true });
+    await a.return();
+    await stops.return();
+  });
+
+  it('ends a subscriber that falls too far behind with an error, without disturbing the others', async () => {
+    const pubsub = createAppPubSub();
+    const slow = pubsub.subscribe(Topic.REPLY_STOP);
+    const fast = pubsub.subscribe(Topic.REPLY_STOP);
+    const got: unknown[] = [];
+    for (let i = 0; i < 1100; i++) {
+      pubsub.publish(Topic.REPLY_STOP, { visionId: String(i), cause: 'user' });
+      got.push((await fast.next()).value);
+    }
+    expect(got).toHaveLength(1100);
+    await expect(slow.next()).rejects.toThrow(/fell more than 1024 events behind/);
+    await fast.return();
+  });
 });

@@ -1,4 +1,3 @@
-import { createPubSub, type PubSub } from '@graphql-yoga/subscription';
 import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger';
@@ -44,7 +43,92 @@ export type PubSubMap = {
   [Topic.REPLY_STOP]: [payload: ReplyStopEvent];
 };
 
-export type AppPubSub = PubSub<PubSubMap>;
+type Payload<K extends Topic> = PubSubMap[K] extends [string, infer P] ? P : PubSubMap[K] extends [infer P] ? P : never;
+type IdArg<K extends Topic> = PubSubMap[K] extends [string, unknown] ? [id: string] : [];
+
+export interface AppPubSub {
+  /** `publish(topic, id, payload)` for per-vision topics, `publish(topic, payload)` for the others. */
+  publish<K extends Topic>(topic: K, ...args: PubSubMap[K]): void;
+  /** Events of the topic (and id) from this call on, until `return()`. */
+  subscribe<K extends Topic>(topic: K, ...id: IdArg<K>): AsyncIterableIterator<Payload<K>> & { return(): Promise<IteratorResult<Payload<K>>> };
+}
+
+/** Events a subscriber may leave unread before its subscription is ended with an error. */
+const MAX_PENDING = 1024;
+
+/**
+ * Publish/subscribe over an EventTarget (in memory, or graphql-yoga's Redis event target), the
+ * way `@graphql-yoga/subscription`'s `createPubSub` routes topics (`TOPIC:id`), with a leaner
+ * subscriber: a listener and a queue instead of a Repeater. A fan-out holds one per subscriber
+ * and runs it for every event, so its memory and per-event cost are what limit the fan-out.
+ */
+export function createAppPubSub(target: EventTarget = new EventTarget()): AppPubSub {
+  return {
+    publish(topic, ...args) {
+      const [id, payload] = args.length === 2 ? args : [undefined, args[0]];
+      target.dispatchEvent(new CustomEvent(id === undefined ? topic : `${topic}:${id}`, { detail: payload }));
+    },
+    subscribe<K extends Topic>(topic: K, ...idArg: IdArg<K>) {
+      type P = Payload<K>;
+      const type = idArg[0] === undefined ? topic : `${topic}:${idArg[0]}`;
+      const queue: P[] = [];
+      let waiting: ((r: IteratorResult<P>) => void) | undefined;
+      let failWaiting: ((err: unknown) => void) | undefined;
+      let ended = false;
+      let overflow: Error | undefined;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        queue.length = 0;
+        target.removeEventListener(type, listener);
+      };
+      const listener = (event: Event) => {
+        const value = (event as CustomEvent<P>).detail;
+        if (waiting) {
+          const w = waiting;
+          waiting = failWaiting = undefined;
+          w({ value, done: false });
+        } else if (queue.length >= MAX_PENDING) {
+          overflow = new Error(`subscriber fell more than ${MAX_PENDING} events behind`);
+          end();
+        } else {
+          queue.push(value);
+        }
+      };
+      target.addEventListener(type, listener);
+      const done = (): IteratorResult<P> => ({ value: undefined, done: true });
+      const it = {
+        next(): Promise<IteratorResult<P>> {
+          if (queue.length) return Promise.resolve({ value: queue.shift()!, done: false });
+          if (overflow) return Promise.reject(overflow);
+          if (ended) return Promise.resolve(done());
+          return new Promise<IteratorResult<P>>((resolve, reject) => {
+            waiting = resolve;
+            failWaiting = reject;
+          });
+        },
+        return(): Promise<IteratorResult<P>> {
+          end();
+          overflow = undefined;
+          const w = waiting;
+          waiting = failWaiting = undefined;
+          w?.(done());
+          return Promise.resolve(done());
+        },
+        throw(err: unknown): Promise<IteratorResult<P>> {
+          end();
+          failWaiting?.(err);
+          waiting = failWaiting = undefined;
+          return Promise.reject(err);
+        },
+        [Symbol.asyncIterator]() {
+          return it;
+        },
+      };
+      return it;
+    },
+  };
+}
 
 export interface PubSubBackend {
   pubsub: AppPubSub;
@@ -59,7 +143,7 @@ export interface PubSubBackend {
  * publishing connection per instance keeps the order of events per vision.
  */
 export async function createPubSubBackend(opts: { redisUrl?: string; logger: Logger }): Promise<PubSubBackend> {
-  if (!opts.redisUrl) return { pubsub: createPubSub<PubSubMap>(), close: async () => undefined };
+  if (!opts.redisUrl) return { pubsub: createAppPubSub(), close: async () => undefined };
   const connect = (name: string) => {
     const r = new Redis(opts.redisUrl!, { connectionName: `vision-path-${name}`, lazyConnect: true, maxRetriesPerRequest: 3 });
     r.on('error', (err) => opts.logger.warn({ err: err.message, connection: name }, 'redis error'));
@@ -68,7 +152,7 @@ export async function createPubSubBackend(opts: { redisUrl?: string; logger: Log
   const publishClient = connect('pub');
   const subscribeClient = connect('sub');
   await Promise.all([publishClient.connect(), subscribeClient.connect()]);
-  const pubsub = createPubSub<PubSubMap>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) });
+  const pubsub = createAppPubSub(createRedisEventTarget({ publishClient, subscribeClient }) as unknown as EventTarget);
   opts.logger.info('pub/sub through Redis');
   return {
     pubsub,
