@@ -10,8 +10,7 @@ import type { Config } from './config';
 import type { Database } from './db/database';
 import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
-import type { GraphQLContext } from './graphql/context';
-import type { SqlRunner } from './db/sql';
+import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
 import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
 import { RateLimits } from './graphql/rate-limits';
 import { createSharedSubscribe, DocumentCache } from './graphql/subscriptions';
@@ -150,28 +149,17 @@ export async function startServer(opts: {
     forceCloseConnections: 'idle',
   });
 
-  // the EntityManager fork and the loaders are made on first use: many operations (and every
-  // subscription event) never touch them
-  const sql: SqlRunner = { getConnection: () => db.orm.em.getConnection(), getTransactionContext: () => undefined };
-  const buildContext = (user: Identity | null): GraphQLContext => {
-    let em: GraphQLContext['em'] | undefined;
-    let loaders: GraphQLContext['loaders'] | undefined;
-    return {
-      user,
-      get em() {
-        return (em ??= db.orm.em.fork());
-      },
-      get loaders() {
-        return (loaders ??= createVisionLoaders(this.em));
-      },
-      sql,
-      config,
-      logger,
-      dialog,
-      pubsub,
-      replyBuffer,
-    };
+  const services: ContextServices = {
+    fork: () => db.orm.em.fork(),
+    createLoaders: createVisionLoaders,
+    sql: { getConnection: () => db.orm.em.getConnection(), getTransactionContext: () => undefined },
+    config,
+    logger,
+    dialog,
+    pubsub,
+    replyBuffer,
   };
+  const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
 
   const armor = new ApolloArmor({
     maxDepth: { n: config.graphql.maxDepth, ignoreIntrospection: true },
@@ -253,6 +241,7 @@ export async function startServer(opts: {
     {
       schema,
       parse: documents.parse,
+      jsonMessageReviver: documents.reviver,
       validate: documents.validate as typeof import('graphql').validate,
       subscribe: createSharedSubscribe(),
       // graphql-ws's default: a socket that has not sent connection_init by then is closed (4408)
@@ -265,6 +254,9 @@ export async function startServer(opts: {
             str(params.authorization) ?? str(params.Authorization),
             str(params['x-user-id']),
           );
+          // the connection keeps its params for its lifetime; the token is not needed any more
+          delete (params as Record<string, unknown>).authorization;
+          delete (params as Record<string, unknown>).Authorization;
           if (!identity) {
             ctx.extra.socket.close(4401, 'Unauthorized');
             return false;

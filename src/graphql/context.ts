@@ -27,3 +27,50 @@ export interface GraphQLContext {
   pubsub: AppPubSub;
   replyBuffer: ReplyBuffer;
 }
+
+/** What every operation shares: the process's services. */
+export type ContextServices = Omit<GraphQLContext, 'user' | 'em' | 'loaders'> & {
+  /** Forks the request's EntityManager. */
+  fork(): EntityManager;
+  createLoaders(em: EntityManager): VisionLoaders;
+};
+
+/**
+ * The context of one operation. The EntityManager fork and the loaders are made on first use:
+ * many operations (and every subscription event) never touch them. A class, so that the
+ * thousands of contexts of idle subscriptions hold two fields each and share the rest.
+ */
+export class OperationContext implements GraphQLContext {
+  private forked?: EntityManager;
+  private made?: VisionLoaders;
+
+  constructor(
+    readonly user: Identity | null,
+    private readonly services: ContextServices,
+  ) {}
+
+  get em(): EntityManager {
+    return (this.forked ??= this.services.fork());
+  }
+  get loaders(): VisionLoaders {
+    return (this.made ??= this.services.createLoaders(this.em));
+  }
+  get sql(): SqlRunner {
+    return this.services.sql;
+  }
+  get config(): Config {
+    return this.services.config;
+  }
+  get logger(): Logger {
+    return this.services.logger;
+  }
+  get dialog(): DialogService {
+    return this.services.dialog;
+  }
+  get pubsub(): AppPubSub {
+    return this.services.pubsub;
+  }
+  get replyBuffer(): ReplyBuffer {
+    return this.services.replyBuffer;
+  }
+}

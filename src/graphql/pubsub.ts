@@ -69,65 +69,76 @@ export function createAppPubSub(target: EventTarget = new EventTarget()): AppPub
       target.dispatchEvent(new CustomEvent(id === undefined ? topic : `${topic}:${id}`, { detail: payload }));
     },
     subscribe<K extends Topic>(topic: K, ...idArg: IdArg<K>) {
-      type P = Payload<K>;
-      const type = idArg[0] === undefined ? topic : `${topic}:${idArg[0]}`;
-      const queue: P[] = [];
-      let waiting: ((r: IteratorResult<P>) => void) | undefined;
-      let failWaiting: ((err: unknown) => void) | undefined;
-      let ended = false;
-      let overflow: Error | undefined;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        queue.length = 0;
-        target.removeEventListener(type, listener);
-      };
-      const listener = (event: Event) => {
-        const value = (event as CustomEvent<P>).detail;
-        if (waiting) {
-          const w = waiting;
-          waiting = failWaiting = undefined;
-          w({ value, done: false });
-        } else if (queue.length >= MAX_PENDING) {
-          overflow = new Error(`subscriber fell more than ${MAX_PENDING} events behind`);
-          end();
-        } else {
-          queue.push(value);
-        }
-      };
-      target.addEventListener(type, listener);
-      const done = (): IteratorResult<P> => ({ value: undefined, done: true });
-      const it = {
-        next(): Promise<IteratorResult<P>> {
-          if (queue.length) return Promise.resolve({ value: queue.shift()!, done: false });
-          if (overflow) return Promise.reject(overflow);
-          if (ended) return Promise.resolve(done());
-          return new Promise<IteratorResult<P>>((resolve, reject) => {
-            waiting = resolve;
-            failWaiting = reject;
-          });
-        },
-        return(): Promise<IteratorResult<P>> {
-          end();
-          overflow = undefined;
-          const w = waiting;
-          waiting = failWaiting = undefined;
-          w?.(done());
-          return Promise.resolve(done());
-        },
-        throw(err: unknown): Promise<IteratorResult<P>> {
-          end();
-          failWaiting?.(err);
-          waiting = failWaiting = undefined;
-          return Promise.reject(err);
-        },
-        [Symbol.asyncIterator]() {
-          return it;
-        },
-      };
-      return it;
+      return new Subscriber<Payload<K>>(target, idArg[0] === undefined ? topic : `${topic}:${idArg[0]}`);
     },
   };
+}
+
+const DONE: IteratorResult<never, undefined> = Object.freeze({ value: undefined, done: true });
+
+/** One subscription: events queue until read. A class, so that thousands of them share their methods. */
+class Subscriber<P> implements AsyncIterableIterator<P> {
+  private readonly queue: P[] = [];
+  private waiting?: { resolve: (r: IteratorResult<P>) => void; reject: (err: unknown) => void };
+  private ended = false;
+  private overflow?: Error;
+  // the one per-subscriber function: the target calls it without `this`
+  private readonly listener = (event: Event) => this.push((event as CustomEvent<P>).detail);
+
+  constructor(
+    private readonly target: EventTarget,
+    private readonly type: string,
+  ) {
+    target.addEventListener(type, this.listener);
+  }
+
+  private push(value: P): void {
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w.resolve({ value, done: false });
+    } else if (this.queue.length >= MAX_PENDING) {
+      this.overflow = new Error(`subscriber fell more than ${MAX_PENDING} events behind`);
+      this.end();
+    } else {
+      this.queue.push(value);
+    }
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.queue.length = 0;
+    this.target.removeEventListener(this.type, this.listener);
+  }
+
+  next(): Promise<IteratorResult<P>> {
+    if (this.queue.length) return Promise.resolve({ value: this.queue.shift()!, done: false });
+    if (this.overflow) return Promise.reject(this.overflow);
+    if (this.ended) return Promise.resolve(DONE);
+    return new Promise<IteratorResult<P>>((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  return(): Promise<IteratorResult<P>> {
+    this.end();
+    this.overflow = undefined;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.resolve(DONE);
+    return Promise.resolve(DONE);
+  }
+
+  throw(err: unknown): Promise<IteratorResult<P>> {
+    this.end();
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(err);
+    return Promise.reject(err);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }
 
 export interface PubSubBackend {

@@ -20,6 +20,8 @@ import {
  */
 export class DocumentCache {
   private readonly docs = new Map<string, DocumentNode>();
+  /** The first copy of each cached text. */
+  private readonly texts = new Map<string, string>();
   private readonly checked = new WeakMap<DocumentNode, readonly GraphQLError[]>();
 
   constructor(
@@ -37,9 +39,24 @@ export class DocumentCache {
     let doc = this.docs.get(query);
     if (doc) return doc;
     doc = parse(query, { noLocation: true });
-    if (this.docs.size >= (this.opts.max ?? 1000)) this.docs.delete(this.docs.keys().next().value!);
+    if (this.docs.size >= (this.opts.max ?? 1000)) {
+      const oldest = this.docs.keys().next().value!;
+      this.docs.delete(oldest);
+      this.texts.delete(oldest);
+    }
     this.docs.set(query, doc);
+    this.texts.set(query, query);
     return doc;
+  };
+
+  /**
+   * For graphql-ws `jsonMessageReviver`: a subscribe message's query text that is already known
+   * is replaced by the cached copy, so that the many subscriptions of one document do not each
+   * keep their own copy of its text (graphql-ws keeps the message for the operation's lifetime).
+   */
+  readonly reviver = (key: string, value: unknown): unknown => {
+    if (key !== 'query' || typeof value !== 'string') return value;
+    return this.texts.get(value) ?? value;
   };
 
   /** For graphql-ws `validate`: validated once per document and schema. */
@@ -93,36 +110,45 @@ export function createSharedSubscribe(): (args: ExecutionArgs) => Promise<AsyncG
 
 /**
  * Maps an async iterator. `return()` goes straight to the source (an async generator function
- * would wait for the pending `next()`, i.e. for the next event, before it could clean up).
+ * would wait for the pending `next()`, i.e. for the next event, before it could clean up). A
+ * class, so that thousands of subscriptions share its methods.
  */
 function mapAsyncIterator<T, U>(iterable: AsyncIterable<T>, fn: (value: T) => U | Promise<U>): AsyncGenerator<U, void, void> {
-  const it = iterable[Symbol.asyncIterator]();
-  const close = async () => {
-    await it.return?.();
-  };
-  const map = async (r: IteratorResult<T>): Promise<IteratorResult<U, void>> => {
+  return new MappedIterator(iterable[Symbol.asyncIterator](), fn) as unknown as AsyncGenerator<U, void, void>;
+}
+
+class MappedIterator<T, U> {
+  constructor(
+    private readonly it: AsyncIterator<T>,
+    private readonly fn: (value: T) => U | Promise<U>,
+  ) {}
+
+  private async map(r: IteratorResult<T>): Promise<IteratorResult<U, void>> {
     if (r.done) return { value: undefined, done: true };
     try {
-      return { value: await fn(r.value), done: false };
+      return { value: await this.fn(r.value), done: false };
     } catch (err) {
-      await close().catch(() => undefined);
+      await this.it.return?.().catch(() => undefined);
       throw err;
     }
-  };
-  const mapped = {
-    next: async () => map(await it.next()),
-    return: async (): Promise<IteratorResult<U, void>> => {
-      await close();
-      return { value: undefined, done: true };
-    },
-    throw: async (err: unknown): Promise<IteratorResult<U, void>> => {
-      if (it.throw) return map(await it.throw(err));
-      await close();
-      throw err;
-    },
-    [Symbol.asyncIterator]() {
-      return mapped;
-    },
-  };
-  return mapped as unknown as AsyncGenerator<U, void, void>;
+  }
+
+  async next(): Promise<IteratorResult<U, void>> {
+    return this.map(await this.it.next());
+  }
+
+  async return(): Promise<IteratorResult<U, void>> {
+    await this.it.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(err: unknown): Promise<IteratorResult<U, void>> {
+    if (this.it.throw) return this.map(await this.it.throw(err));
+    await this.it.return?.();
+    throw err;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }
