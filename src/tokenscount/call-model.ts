@@ -1,5 +1,5 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { countTokens, encodeChat } from 'gpt-tokenizer';
+import { queryRows, type SqlRunner } from '../db/sql';
 import { APIConnectionTimeoutError, APIError, OpenAIError, type OpenAI } from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
@@ -9,8 +9,8 @@ export type ModelFailureReason = 'timeout' | 'rate_limited' | 'upstream_error' |
 export type ModelFinish = 'complete' | 'stopped' | 'failed';
 
 export interface CallModelParams {
-  /** Where the tokenscount row is written; give it an EntityManager of its own (a fork). */
-  em: EntityManager;
+  /** Where the tokenscount row is written: an EntityManager (or any runner of raw statements). */
+  em: SqlRunner;
   client: OpenAI;
   /** Who spent the tokens: a user id, a visitor id, a job name... */
   clientId: string;
@@ -123,7 +123,8 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
   const totalTokens = usage?.total_tokens ?? promptTokens + completionTokens;
   // one raw statement: this runs once per model call, and the ORM's insert path (query builder,
   // entity validation) costs more than the statement itself
-  const [row] = await p.em.getConnection().execute<{ id: string }[]>(
+  const [row] = await queryRows<{ id: string }>(
+    p.em,
     `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, rawusage, meta, createdat)
      values (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?) returning id`,
     [
@@ -138,8 +139,6 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
       JSON.stringify({ ...p.meta, finish, ...(reason ? { reason } : {}), ...(estimated ? { estimated: true } : {}) }),
       new Date(),
     ],
-    'all',
-    p.em.getTransactionContext(),
   );
   const id = row!.id;
   return { content, finish, reason, error, promptTokens, completionTokens, totalTokens, estimated, tokensCountId: String(id) };

@@ -1,8 +1,8 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import type { OpenAI } from 'openai';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
+import { inTransaction, queryRows, type SqlOn, type SqlRunner } from '../db/sql';
 import { AppError, BadUserInputError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import { Topic, type AppPubSub, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
@@ -103,7 +103,15 @@ export class DialogService {
   private stopSignals?: AsyncIterator<unknown>;
   private closed = false;
 
-  constructor(private readonly deps: DialogDeps) {}
+  /**
+   * The dialog runs raw statements only (it builds its own read objects), so it needs no unit of
+   * work: statements go to the pool, transactions through `inTransaction`.
+   */
+  private readonly sql: SqlRunner;
+
+  constructor(private readonly deps: DialogDeps) {
+    this.sql = { getConnection: () => deps.orm.em.getConnection(), getTransactionContext: () => undefined };
+  }
 
   /** Closes replies left STREAMING by dead processes now and every REPLY_STALE_MS / 2. */
   async start(): Promise<void> {
@@ -151,7 +159,7 @@ export class DialogService {
     this.assertOpen();
     await this.deps.limits?.consumeSend(userId);
     if (key) {
-      const existing = await this.findUserMessageByKey(this.deps.orm.em.fork(), { visionId, userId, key });
+      const existing = await this.findUserMessageByKey(this.sql, { visionId, userId, key });
       if (existing) return this.resultOf(existing);
     }
 
@@ -159,7 +167,7 @@ export class DialogService {
     try {
       // ownership, status and the row lock are one statement (NOT_FOUND, VISION_NOT_ACTIVE)
       turn = await this.withStaleRecovery(visionId, () =>
-        this.deps.orm.em.fork().transactional(async (tem) => {
+        inTransaction(this.sql, async (tem) => {
           const { title } = await this.lockActiveVision(tem, visionId, userId);
           const user = await this.insertMessage(tem, { visionId, sender: 'user', content, state: MessageState.COMPLETE, clientMessageId: key });
           const reply = await this.insertReply(tem, visionId, user.id);
@@ -169,7 +177,7 @@ export class DialogService {
     } catch (err) {
       if (key && constraintOf(err) === CLIENT_KEY) {
         // the same key arrived at the same moment: the first request owns the turn
-        const existing = await this.findUserMessageByKey(this.deps.orm.em.fork(), { visionId, userId, key });
+        const existing = await this.findUserMessageByKey(this.sql, { visionId, userId, key });
         if (existing) return this.resultOf(existing);
       }
       throw err;
@@ -183,7 +191,7 @@ export class DialogService {
     this.assertOpen();
     await this.deps.limits?.consumeSend(userId);
     const turn = await this.withStaleRecovery(visionId, () =>
-      this.deps.orm.em.fork().transactional(async (tem) => {
+      inTransaction(this.sql, async (tem) => {
         const { title } = await this.lockActiveVision(tem, visionId, userId);
         const [last] = await this.exec<Record<string, unknown>>(
           tem,
@@ -207,7 +215,7 @@ export class DialogService {
   /** Stops the reply being generated for the caller's vision; false when none was running. */
   async stopReply(userId: string, visionIdRaw: string): Promise<boolean> {
     const visionId = parseId(visionIdRaw, 'visionId');
-    if (!(await findVisionForUser(this.deps.orm.em.fork(), { id: visionId, userId }))) throw new NotFoundError();
+    if (!(await findVisionForUser(this.sql, { id: visionId, userId }))) throw new NotFoundError();
     return this.stopVisionReply(visionId, 'user');
   }
 
@@ -227,7 +235,7 @@ export class DialogService {
     // instance that missed the signal (it sees the row closed at its next save)
     await this.deps.pubsub.publish(Topic.REPLY_STOP, { visionId, cause });
     const rows = await this.exec(
-      this.deps.orm.em.fork(),
+      this.sql,
       `update vision_messages set state = 'stopped', heartbeatat = null, payload = coalesce(payload, '{}'::jsonb) || ?::jsonb
        where visionid = ? and state = 'streaming' returning id`,
       [JSON.stringify({ stop: cause }), visionId],
@@ -260,15 +268,15 @@ export class DialogService {
     return key;
   }
 
-  private exec<R = Record<string, unknown>>(em: EntityManager, sql: string, params: unknown[]): Promise<R[]> {
-    return em.getConnection().execute<R[]>(sql, params, 'all', em.getTransactionContext());
+  private exec<R = Record<string, unknown>>(on: SqlOn, sql: string, params: unknown[]): Promise<R[]> {
+    return queryRows<R>(on, sql, params);
   }
 
   /**
    * Locks the caller's vision row for this transaction and bumps updatedat: NOT_FOUND when it
    * is absent or someone else's, VISION_NOT_ACTIVE unless ACTIVE (the transaction then rolls back).
    */
-  private async lockActiveVision(em: EntityManager, visionId: string, userId: string): Promise<{ title: string }> {
+  private async lockActiveVision(em: SqlOn, visionId: string, userId: string): Promise<{ title: string }> {
     const [row] = await this.exec<{ status: VisionStatus; title: string }>(
       em,
       `update visions set updatedat = greatest(now(), updatedat) where id = ? and userid = ? returning status, title`,
@@ -280,7 +288,7 @@ export class DialogService {
   }
 
   private async insertMessage(
-    em: EntityManager,
+    em: SqlOn,
     m: { visionId: string; sender: string; content: string; state: MessageState; clientMessageId?: string | null; replyTo?: string },
   ): Promise<VisionMessage> {
     const now = new Date();
@@ -303,7 +311,7 @@ export class DialogService {
     return VisionMessage.fromRow(row!);
   }
 
-  private async insertReply(em: EntityManager, visionId: string, userMessageId: string): Promise<VisionMessage> {
+  private async insertReply(em: SqlOn, visionId: string, userMessageId: string): Promise<VisionMessage> {
     try {
       return await this.insertMessage(em, { visionId, sender: 'assistant', content: '', state: MessageState.STREAMING, replyTo: userMessageId });
     } catch (err) {
@@ -329,7 +337,7 @@ export class DialogService {
     const params: unknown[] = [JSON.stringify({ error: { reason: 'interrupted' } }), this.deps.config.dialog.staleMs];
     if (visionId) params.push(visionId);
     const rows = await this.exec<{ id: string; visionid: string }>(
-      this.deps.orm.em.fork(),
+      this.sql,
       `update vision_messages set state = 'failed', heartbeatat = null, payload = coalesce(payload, '{}'::jsonb) || ?::jsonb
        where state = 'streaming' and (heartbeatat is null or heartbeatat < now() - make_interval(secs => ? / 1000.0))
        ${visionId ? 'and visionid = ?' : ''}
@@ -341,7 +349,7 @@ export class DialogService {
   }
 
   /** The caller's earlier message with this idempotency key (someone else's vision finds nothing). */
-  private async findUserMessageByKey(em: EntityManager, k: { visionId: string; userId: string; key: string }): Promise<VisionMessage | null> {
+  private async findUserMessageByKey(em: SqlOn, k: { visionId: string; userId: string; key: string }): Promise<VisionMessage | null> {
     const [row] = await this.exec(
       em,
       `select m.* from vision_messages m join visions v on v.id = m.visionid
@@ -357,7 +365,7 @@ export class DialogService {
     for (;;) {
       const local = [...this.running.values()].find((r) => r.userMessageId === user.id);
       if (local) return this.finish(local);
-      const em = this.deps.orm.em.fork();
+      const em = this.sql;
       const [row] = await this.exec(em, `select * from vision_messages where replyto = ? order by createdat desc, id desc limit 1`, [user.id]);
       const reply = row ? VisionMessage.fromRow(row) : null;
       if (reply && reply.state !== MessageState.STREAMING) return this.pairOrError({ userMessage: user, assistantMessage: reply });
@@ -399,7 +407,7 @@ export class DialogService {
   }
 
   /** Reads the history window: the last MAX_MESSAGES eligible messages, oldest first, one indexed query. */
-  async loadHistory(em: EntityManager, visionId: string): Promise<HistoryItem[]> {
+  async loadHistory(em: SqlOn, visionId: string): Promise<HistoryItem[]> {
     const rows = await this.exec<HistoryItem>(
       em,
       `select sender, content from vision_messages
@@ -425,7 +433,7 @@ export class DialogService {
       const changed = content !== saved;
       if (!changed && Date.now() - lastBeat < config.dialog.staleMs / 3) return;
       const text = content;
-      const rows = await this.exec(this.deps.orm.em.fork(), `update vision_messages set content = ?, heartbeatat = now() where id = ? and state = 'streaming' returning id`, [
+      const rows = await this.exec(this.sql, `update vision_messages set content = ?, heartbeatat = now() where id = ? and state = 'streaming' returning id`, [
         text,
         reply.id,
       ]);
@@ -444,9 +452,9 @@ export class DialogService {
     let result: CallModelResult | undefined;
     let failure: ModelFailureReason | undefined;
     try {
-      const history = await this.loadHistory(this.deps.orm.em.fork(), reply.visionId);
+      const history = await this.loadHistory(this.sql, reply.visionId);
       result = await this.deps.breaker.run(() => callModelAndLogTokens({
-        em: this.deps.orm.em.fork(),
+        em: this.sql,
         client: llm.client,
         clientId: userId,
         clientType: 'user',
@@ -497,7 +505,7 @@ export class DialogService {
     const payload = reason ? { error: { reason } } : null;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.deps.orm.em.fork().transactional(async (em) => {
+        return await inTransaction(this.sql, async (em) => {
           const [row] = await this.exec(
             em,
             `update vision_messages set

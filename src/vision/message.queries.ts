@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { uuidArray } from '../db/sql';
+import { queryRows, uuidArray } from '../db/sql';
 import type { PageRequest } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
 
@@ -79,7 +79,7 @@ async function queryGroup(em: EntityManager, visionIds: string[], req: PageReque
   const sql = `select m.*, v.id as _vid
     from unnest(?::uuid[]) as v(id)
     cross join lateral (${messagePageSql('v.id', req, params)}) m`;
-  const rows = await em.getConnection().execute<Row[]>(sql, params, 'all', em.getTransactionContext());
+  const rows = await queryRows<Row>(em, sql, params);
   for (const row of rows) {
     const vid = row._vid;
     delete (row as Record<string, unknown>)._vid;
@@ -93,41 +93,28 @@ async function queryGroup(em: EntityManager, visionIds: string[], req: PageReque
 
 /** The newest message of each vision (null when it has none), one statement for all ids. */
 export async function findLastMessages(em: EntityManager, visionIds: readonly string[]): Promise<(VisionMessage | null)[]> {
-  const rows = await em
-    .getConnection()
-    .execute<{ vid: string; last: Record<string, unknown> | null }[]>(
-      `select v.id as vid, ${lastMessageJsonSql('v.id')} as last from unnest(?::uuid[]) as v(id)`,
-      [uuidArray(visionIds)],
-      'all',
-      em.getTransactionContext(),
-    );
+  const rows = await queryRows<{ vid: string; last: Record<string, unknown> | null }>(
+    em,
+    `select v.id as vid, ${lastMessageJsonSql('v.id')} as last from unnest(?::uuid[]) as v(id)`,
+    [uuidArray(visionIds)],
+  );
   const map = new Map(rows.map((r) => [r.vid, r.last ? VisionMessage.fromRow(r.last) : null]));
   return visionIds.map((id) => map.get(id) ?? null);
 }
 
 /** Number of messages per vision, one statement for all ids. */
 export async function countMessages(em: EntityManager, visionIds: readonly string[]): Promise<number[]> {
-  const rows = await em
-    .getConnection()
-    .execute<{ visionid: string; n: number }[]>(
-      'select visionid, count(*)::int as n from vision_messages where visionid = any(?::uuid[]) group by visionid',
-      [uuidArray(visionIds)],
-      'all',
-      em.getTransactionContext(),
-    );
+  const rows = await queryRows<{ visionid: string; n: number }>(
+    em,
+    'select visionid, count(*)::int as n from vision_messages where visionid = any(?::uuid[]) group by visionid',
+    [uuidArray(visionIds)],
+  );
   const map = new Map(rows.map((r) => [r.visionid, r.n]));
   return visionIds.map((id) => map.get(id) ?? 0);
 }
 
 /** True when the message exists in the vision (used to tell an unknown cursor from an empty page). */
 export async function messageExistsInVision(em: EntityManager, visionId: string, id: string): Promise<boolean> {
-  const rows = await em
-    .getConnection()
-    .execute<unknown[]>(
-      'select 1 from vision_messages where id = ? and visionid = ?',
-      [id, visionId],
-      'all',
-      em.getTransactionContext(),
-    );
+  const rows = await queryRows<unknown>(em, 'select 1 from vision_messages where id = ? and visionid = ?', [id, visionId]);
   return rows.length > 0;
 }

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { SqlRunner } from '../db/sql';
+import { queryRows, type SqlRunner } from '../db/sql';
 import { BadUserInputError, NotFoundError } from '../graphql/errors';
 import { type PageRequest } from '../graphql/relay';
 import { usageByMetaSql, usageFromRow } from '../tokenscount/tokenscount.service';
@@ -46,9 +46,7 @@ export function validateMeta(meta: unknown, maxBytes: number): Record<string, un
   return meta as Record<string, unknown>;
 }
 
-function exec(em: SqlRunner, sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
-  return em.getConnection().execute<Record<string, unknown>[]>(sql, params, 'all', em.getTransactionContext());
-}
+const exec = (em: SqlRunner, sql: string, params: unknown[]) => queryRows(em, sql, params);
 
 /**
  * The caller's vision in any status, or null when it is absent or someone else's. A read
