@@ -12,7 +12,11 @@ import type { AppPubSub } from './pubsub';
 export interface GraphQLContext {
   /** Null only for anonymous introspection; every root field is @Authorized. */
   user: Identity | null;
-  /** A fork of the global EntityManager: its own identity map, never shared between requests. */
+  /**
+   * A fork of the global EntityManager: its own identity map, never shared between requests.
+   * For code that needs the unit of work; the current resolvers and services run raw statements
+   * through `sql` and never fork one.
+   */
   em: EntityManager;
   /**
    * Raw statements outside any unit of work (no identity map, nothing to fork): for reads that
@@ -32,7 +36,7 @@ export interface GraphQLContext {
 export type ContextServices = Omit<GraphQLContext, 'user' | 'em' | 'loaders'> & {
   /** Forks the request's EntityManager. */
   fork(): EntityManager;
-  createLoaders(em: EntityManager): VisionLoaders;
+  createLoaders(sql: SqlRunner): VisionLoaders;
 };
 
 /**
@@ -53,7 +57,7 @@ export class OperationContext implements GraphQLContext {
     return (this.forked ??= this.services.fork());
   }
   get loaders(): VisionLoaders {
-    return (this.made ??= this.services.createLoaders(this.em));
+    return (this.made ??= this.services.createLoaders(this.sql));
   }
   get sql(): SqlRunner {
     return this.services.sql;

@@ -1,4 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import type { SqlRunner } from '../db/sql';
 import { Arg, Authorized, Ctx, Query, Resolver } from 'type-graphql';
 import { BadUserInputError } from '../graphql/errors';
 import { TokenUsage } from './token-usage.type';
@@ -7,7 +7,8 @@ import { sumUsageForClient } from './tokenscount.service';
 /** What this module needs from the request context (kept local: tokenscount knows no visions). */
 interface TokensContext {
   user: { userId: string } | null;
-  em: EntityManager;
+  /** Where raw statements run (see GraphQLContext.sql). */
+  sql: SqlRunner;
 }
 
 @Resolver()
@@ -20,6 +21,6 @@ export class TokensCountResolver {
     @Arg('until', () => Date, { nullable: true }) until?: Date | null,
   ): Promise<TokenUsage> {
     if (since && until && since > until) throw new BadUserInputError('since must not be after until', 'since');
-    return sumUsageForClient(ctx.em, { clientId: ctx.user!.userId, clientType: 'user', since, until });
+    return sumUsageForClient(ctx.sql, { clientId: ctx.user!.userId, clientType: 'user', since, until });
   }
 }

@@ -1,5 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
-import { textArray } from '../db/sql';
+import { queryRows, textArray, type SqlRunner } from '../db/sql';
 import { TokenUsage } from './token-usage.type';
 
 const META_KEY_RE = /^[a-z][a-z0-9_]{0,62}$/;
@@ -41,27 +40,24 @@ export function usageByMetaSql(key: string, valueSql: string): string {
  * `(meta ->> 'key')` applies; it is checked against a strict pattern first.
  */
 export async function sumUsageByMeta(
-  em: EntityManager,
+  em: SqlRunner,
   key: string,
   values: readonly string[],
 ): Promise<TokenUsage[]> {
   if (!META_KEY_RE.test(key)) throw new TypeError(`invalid meta key ${key}`);
   if (values.length === 0) return [];
-  const rows = await em
-    .getConnection()
-    .execute<(SumRow & { k: string })[]>(
-      `select meta ->> '${key}' as k, ${SUMS} from tokenscount where meta ->> '${key}' = any(?::text[]) group by 1`,
-      [textArray(values)],
-      'all',
-      em.getTransactionContext(),
-    );
+  const rows = await queryRows<SumRow & { k: string }>(
+    em,
+    `select meta ->> '${key}' as k, ${SUMS} from tokenscount where meta ->> '${key}' = any(?::text[]) group by 1`,
+    [textArray(values)],
+  );
   const map = new Map(rows.map((r) => [r.k, r]));
   return values.map((v) => toUsage(map.get(v)));
 }
 
 /** Usage of one client over every module, optionally within [since, until). */
 export async function sumUsageForClient(
-  em: EntityManager,
+  em: SqlRunner,
   opts: { clientId: string; clientType: string; since?: Date | null; until?: Date | null },
 ): Promise<TokenUsage> {
   const conds = ['clientid = ?', 'clienttype = ?'];
@@ -74,8 +70,6 @@ export async function sumUsageForClient(
     conds.push('createdat < ?');
     params.push(opts.until);
   }
-  const rows = await em
-    .getConnection()
-    .execute<SumRow[]>(`select ${SUMS} from tokenscount where ${conds.join(' and ')}`, params, 'all', em.getTransactionContext());
+  const rows = await queryRows<SumRow>(em, `select ${SUMS} from tokenscount where ${conds.join(' and ')}`, params);
   return toUsage(rows[0]);
 }

@@ -1,5 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
-import { queryRows, uuidArray } from '../db/sql';
+import { queryRows, uuidArray, type SqlRunner } from '../db/sql';
 import type { PageRequest } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
 
@@ -17,7 +16,7 @@ type Row = Record<string, unknown> & { _vid: string };
  * there is more). Results come back in key order; rows are in query order (newest first when
  * backward).
  */
-export async function findMessagePages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<VisionMessage[][]> {
+export async function findMessagePages(em: SqlRunner, keys: readonly MessagePageKey[]): Promise<VisionMessage[][]> {
   const groups = new Map<string, number[]>();
   keys.forEach((k, i) => {
     const g = JSON.stringify([k.req.direction, k.req.take, k.req.afterId ?? null, k.req.beforeId ?? null]);
@@ -72,7 +71,7 @@ export function lastMessageJsonSql(visionSql: string): string {
   return `(select to_json(p) from (select m.* from vision_messages m where m.visionid = ${visionSql} order by m.createdat desc, m.id desc limit 1) p)`;
 }
 
-async function queryGroup(em: EntityManager, visionIds: string[], req: PageRequest): Promise<Map<string, VisionMessage[]>> {
+async function queryGroup(em: SqlRunner, visionIds: string[], req: PageRequest): Promise<Map<string, VisionMessage[]>> {
   const result = new Map<string, VisionMessage[]>();
   if (req.take === 0 && visionIds.length === 0) return result;
   const params: unknown[] = [uuidArray(visionIds)];
@@ -92,7 +91,7 @@ async function queryGroup(em: EntityManager, visionIds: string[], req: PageReque
 }
 
 /** The newest message of each vision (null when it has none), one statement for all ids. */
-export async function findLastMessages(em: EntityManager, visionIds: readonly string[]): Promise<(VisionMessage | null)[]> {
+export async function findLastMessages(em: SqlRunner, visionIds: readonly string[]): Promise<(VisionMessage | null)[]> {
   const rows = await queryRows<{ vid: string; last: Record<string, unknown> | null }>(
     em,
     `select v.id as vid, ${lastMessageJsonSql('v.id')} as last from unnest(?::uuid[]) as v(id)`,
@@ -103,7 +102,7 @@ export async function findLastMessages(em: EntityManager, visionIds: readonly st
 }
 
 /** Number of messages per vision, one statement for all ids. */
-export async function countMessages(em: EntityManager, visionIds: readonly string[]): Promise<number[]> {
+export async function countMessages(em: SqlRunner, visionIds: readonly string[]): Promise<number[]> {
   const rows = await queryRows<{ visionid: string; n: number }>(
     em,
     'select visionid, count(*)::int as n from vision_messages where visionid = any(?::uuid[]) group by visionid',
@@ -114,7 +113,7 @@ export async function countMessages(em: EntityManager, visionIds: readonly strin
 }
 
 /** True when the message exists in the vision (used to tell an unknown cursor from an empty page). */
-export async function messageExistsInVision(em: EntityManager, visionId: string, id: string): Promise<boolean> {
+export async function messageExistsInVision(em: SqlRunner, visionId: string, id: string): Promise<boolean> {
   const rows = await queryRows<unknown>(em, 'select 1 from vision_messages where id = ? and visionid = ?', [id, visionId]);
   return rows.length > 0;
 }

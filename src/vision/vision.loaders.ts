@@ -1,6 +1,5 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
-import { uuidArray } from '../db/sql';
+import { queryRows, uuidArray, type SqlRunner } from '../db/sql';
 import type { TokenUsage } from '../tokenscount/token-usage.type';
 import { sumUsageByMeta } from '../tokenscount/tokenscount.service';
 import { File } from './file.entity';
@@ -9,8 +8,7 @@ import { countMessages, findLastMessages, findMessagePages, type MessagePageKey 
 
 /**
  * Per-request batching: every field below a list of visions costs one statement per field,
- * however many visions the list has. Created in the context factory with the request's forked
- * EntityManager.
+ * however many visions the list has. Created on first use by the operation's context.
  */
 export interface VisionLoaders {
   /** A page of messages (take + 1 rows) per (vision, page request). */
@@ -26,7 +24,7 @@ export interface VisionLoaders {
 /** The cache key of a message page: what the page query depends on. */
 export const messagePageKey = (k: MessagePageKey): string => JSON.stringify([k.visionId, k.req.direction, k.req.take, k.req.afterId, k.req.beforeId]);
 
-export function createVisionLoaders(em: EntityManager): VisionLoaders {
+export function createVisionLoaders(em: SqlRunner): VisionLoaders {
   return {
     messagePage: new DataLoader((keys) => findMessagePages(em, keys), {
       cacheKeyFn: messagePageKey,
@@ -35,9 +33,7 @@ export function createVisionLoaders(em: EntityManager): VisionLoaders {
     messageCount: new DataLoader((ids) => countMessages(em, ids)),
     tokenUsage: new DataLoader((ids) => sumUsageByMeta(em, 'visionid', ids)),
     file: new DataLoader(async (ids) => {
-      const rows = await em
-        .getConnection()
-        .execute<Record<string, unknown>[]>('select * from files where id = any(?::uuid[])', [uuidArray(ids)], 'all', em.getTransactionContext());
+      const rows = await queryRows(em, 'select * from files where id = any(?::uuid[])', [uuidArray(ids)]);
       const map = new Map(rows.map((r) => [String(r.id), File.fromRow(r)]));
       return ids.map((id) => map.get(id) ?? null);
     }),

@@ -65,7 +65,7 @@ export class VisionResolver {
     // what the list shows of each vision is read in the same statement and primes the loaders
     const node = below(below(lookahead(info), 'VisionConnection', 'edges'), 'VisionEdge', 'node');
     const include = { lastMessage: below(node, 'Vision', 'lastMessage').length > 0, tokenUsage: below(node, 'Vision', 'tokenUsage').length > 0 };
-    const rows = await visions.listVisionsForUser(ctx.em, { userId, statuses, req, include });
+    const rows = await visions.listVisionsForUser(ctx.sql, { userId, statuses, req, include });
     const { nodes, pageInfo } = toPage(rows, req);
     for (const row of nodes) {
       if (row.lastMessage !== undefined) ctx.loaders.lastMessage.prime(row.id, row.lastMessage);
@@ -74,7 +74,7 @@ export class VisionResolver {
     return VisionConnection.of(
       nodes.map((row) => row.vision),
       pageInfo,
-      () => visions.countVisionsForUser(ctx.em, { userId, statuses }),
+      () => visions.countVisionsForUser(ctx.sql, { userId, statuses }),
     );
   }
 
@@ -93,8 +93,8 @@ export class VisionResolver {
     } catch {
       // invalid page arguments: the messages field itself reports them
     }
-    if (!req) return visions.findVisionForUser(ctx.em, opts);
-    const found = await visions.findVisionWithMessagePage(ctx.em, { ...opts, req });
+    if (!req) return visions.findVisionForUser(ctx.sql, opts);
+    const found = await visions.findVisionWithMessagePage(ctx.sql, { ...opts, req });
     if (!found) return null;
     ctx.loaders.messagePage.prime({ visionId: found.vision.id, req }, found.messages);
     return found.vision;
@@ -106,7 +106,7 @@ export class VisionResolver {
     @Arg('input', () => CreateVisionInput, { nullable: true }) input: CreateVisionInput | null,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Vision> {
-    return visions.createVision(ctx.em, rules(ctx), { userId: ctx.user!.userId, title: input?.title, meta: input?.meta });
+    return visions.createVision(ctx.sql, rules(ctx), { userId: ctx.user!.userId, title: input?.title, meta: input?.meta });
   }
 
   @Authorized()
@@ -116,7 +116,7 @@ export class VisionResolver {
     @Arg('title', () => String) title: string,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Vision> {
-    return visions.renameVision(ctx.em, rules(ctx), { id: parseId(id), userId: ctx.user!.userId, title });
+    return visions.renameVision(ctx.sql, rules(ctx), { id: parseId(id), userId: ctx.user!.userId, title });
   }
 
   @Authorized()
@@ -129,7 +129,7 @@ export class VisionResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<Vision> {
     return visions.setVisionStatus(
-      ctx.em,
+      ctx.sql,
       { id: parseId(id), userId: ctx.user!.userId, status },
       { stopReply: (visionId) => ctx.dialog.stopVisionReply(visionId, 'status') },
     );
@@ -148,7 +148,7 @@ export class VisionResolver {
         [req.afterId, 'after'],
         [req.beforeId, 'before'],
       ] as const) {
-        if (id && !(await messageExistsInVision(ctx.em, vision.id, id))) {
+        if (id && !(await messageExistsInVision(ctx.sql, vision.id, id))) {
           throw new BadUserInputError(`${field} does not point at a message of this vision`, field);
         }
       }

@@ -1,5 +1,5 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
-import { queryRows, type SqlRunner } from '../db/sql';
+import { v7 as uuidv7 } from 'uuid';
+import { inTransaction, queryRows, type SqlRunner } from '../db/sql';
 import { BadUserInputError, NotFoundError } from '../graphql/errors';
 import { type PageRequest } from '../graphql/relay';
 import { usageByMetaSql, usageFromRow } from '../tokenscount/tokenscount.service';
@@ -49,8 +49,8 @@ export function validateMeta(meta: unknown, maxBytes: number): Record<string, un
 const exec = (em: SqlRunner, sql: string, params: unknown[]) => queryRows(em, sql, params);
 
 /**
- * The caller's vision in any status, or null when it is absent or someone else's. A read
- * object (not managed by the EntityManager): use {@link getVisionForUser} to change it.
+ * The caller's vision in any status, or null when it is absent or someone else's. Every
+ * function here runs raw statements and returns read objects: no unit of work is involved.
  */
 export async function findVisionForUser(em: SqlRunner, opts: { id: string; userId: string }): Promise<Vision | null> {
   const [row] = await exec(em, 'select v.* from visions v where v.id = ? and v.userid = ?', [opts.id, opts.userId]);
@@ -62,7 +62,7 @@ export async function findVisionForUser(em: SqlRunner, opts: { id: string; userI
  * {@link findMessagePages} returns them) in one statement.
  */
 export async function findVisionWithMessagePage(
-  em: EntityManager,
+  em: SqlRunner,
   opts: { id: string; userId: string; req: PageRequest },
 ): Promise<{ vision: Vision; messages: VisionMessage[] } | null> {
   const params: unknown[] = [];
@@ -73,43 +73,44 @@ export async function findVisionWithMessagePage(
   return { vision: Vision.fromRow(row), messages: (row._page as Record<string, unknown>[]).map((m) => VisionMessage.fromRow(m)) };
 }
 
-/** Like {@link findVisionForUser}, but managed by `em`, and NOT_FOUND when there is none: another user's vision looks absent. */
-export async function getVisionForUser(em: EntityManager, opts: { id: string; userId: string }): Promise<Vision> {
-  const vision = await em.findOne(Vision, { id: opts.id, userId: opts.userId });
+/** Like {@link findVisionForUser}, but NOT_FOUND when there is none: another user's vision looks absent. */
+export async function getVisionForUser(em: SqlRunner, opts: { id: string; userId: string }): Promise<Vision> {
+  const vision = await findVisionForUser(em, opts);
   if (!vision) throw new NotFoundError();
   return vision;
 }
 
 export async function createVision(
-  em: EntityManager,
+  em: SqlRunner,
   rules: VisionRules,
   opts: { userId: string; title?: string | null; meta?: unknown },
 ): Promise<Vision> {
   const now = new Date();
-  const vision = new Vision();
-  vision.userId = opts.userId;
-  vision.title = opts.title == null ? defaultTitle(now, rules.titleTimeZone) : validateTitle(opts.title, rules.maxTitleChars);
-  vision.meta = validateMeta(opts.meta, rules.maxMetaBytes);
-  vision.status = VisionStatus.ACTIVE;
-  vision.createdAt = now;
-  vision.updatedAt = now;
-  await em.persistAndFlush(vision);
-  return vision;
+  const title = opts.title == null ? defaultTitle(now, rules.titleTimeZone) : validateTitle(opts.title, rules.maxTitleChars);
+  const meta = validateMeta(opts.meta, rules.maxMetaBytes);
+  const [row] = await exec(
+    em,
+    `insert into visions (id, userid, title, status, meta, createdat, updatedat) values (?, ?, ?, ?, ?::jsonb, ?, ?) returning *`,
+    [uuidv7(), opts.userId, title, VisionStatus.ACTIVE, meta && JSON.stringify(meta), now, now],
+  );
+  return Vision.fromRow(row!);
 }
 
+/** A new title; updatedAt moves only when the title changes. */
 export async function renameVision(
-  em: EntityManager,
+  em: SqlRunner,
   rules: VisionRules,
   opts: { id: string; userId: string; title: string },
 ): Promise<Vision> {
   const title = validateTitle(opts.title, rules.maxTitleChars);
-  const vision = await getVisionForUser(em, opts);
-  if (vision.title !== title) {
-    vision.title = title;
-    vision.updatedAt = new Date();
-    await em.flush();
-  }
-  return vision;
+  const [row] = await exec(
+    em,
+    `update visions set title = ?, updatedat = case when title = ? then updatedat else greatest(now(), updatedat) end
+     where id = ? and userid = ? returning *`,
+    [title, title, opts.id, opts.userId],
+  );
+  if (!row) throw new NotFoundError();
+  return Vision.fromRow(row);
 }
 
 /**
@@ -119,7 +120,7 @@ export async function renameVision(
  * and stops any reply that slipped in meanwhile, so no message is ever added afterwards.
  */
 export async function setVisionStatus(
-  em: EntityManager,
+  em: SqlRunner,
   opts: { id: string; userId: string; status: VisionStatus },
   hooks: { stopReply?: (visionId: string) => Promise<unknown> } = {},
 ): Promise<Vision> {
@@ -128,24 +129,23 @@ export async function setVisionStatus(
   if (vision.status === opts.status) return vision;
   const leaving = opts.status !== VisionStatus.ACTIVE;
   if (leaving) await hooks.stopReply?.(vision.id);
-  const row = await em.transactional(async (tem) => {
-    const exec = (sql: string, params: unknown[]) =>
-      tem.getConnection().execute<Record<string, unknown>[]>(sql, params, 'all', tem.getTransactionContext());
-    await exec('select id from visions where id = ? for update', [vision.id]);
+  const row = await inTransaction(em, async (tx) => {
+    await queryRows(tx, 'select id from visions where id = ? for update', [vision.id]);
     if (leaving) {
-      await exec(
+      await queryRows(
+        tx,
         `update vision_messages set state = 'stopped', heartbeatat = null, payload = coalesce(payload, '{}'::jsonb) || '{"stop":"status"}'::jsonb
          where visionid = ? and state = 'streaming'`,
         [vision.id],
       );
     }
-    const [updated] = await exec('update visions set status = ?, updatedat = greatest(now(), updatedat) where id = ? returning *', [
+    const [updated] = await queryRows(tx, 'update visions set status = ?, updatedat = greatest(now(), updatedat) where id = ? returning *', [
       opts.status,
       vision.id,
     ]);
     return updated!;
   });
-  return em.map(Vision, row);
+  return Vision.fromRow(row);
 }
 
 export const DEFAULT_LIST_STATUSES = [VisionStatus.ACTIVE, VisionStatus.FROZEN];
@@ -167,7 +167,7 @@ export interface ListedVision {
  * cursors are BAD_USER_INPUT.
  */
 export async function listVisionsForUser(
-  em: EntityManager,
+  em: SqlRunner,
   opts: { userId: string; statuses: VisionStatus[]; req: PageRequest; include?: { lastMessage?: boolean; tokenUsage?: boolean } },
 ): Promise<ListedVision[]> {
   const { req } = opts;
@@ -190,7 +190,7 @@ export async function listVisionsForUser(
       : page;
   const rows = await exec(em, sql, params);
   if (rows.length === 0 && req.afterId) {
-    const exists = await em.count(Vision, { id: req.afterId, userId: opts.userId });
+    const [exists] = await exec(em, 'select 1 from visions where id = ? and userid = ?', [req.afterId, opts.userId]);
     if (!exists) throw new BadUserInputError('after does not point at one of your visions', 'after');
   }
   return rows.map((r) => {
@@ -202,6 +202,10 @@ export async function listVisionsForUser(
   });
 }
 
-export async function countVisionsForUser(em: EntityManager, opts: { userId: string; statuses: VisionStatus[] }): Promise<number> {
-  return em.count(Vision, { userId: opts.userId, status: { $in: opts.statuses } });
+export async function countVisionsForUser(em: SqlRunner, opts: { userId: string; statuses: VisionStatus[] }): Promise<number> {
+  const [row] = await exec(em, 'select count(*)::int as n from visions where userid = ? and status = any(?::text[])', [
+    opts.userId,
+    `{${opts.statuses.join(',')}}`,
+  ]);
+  return row!.n as number;
 }
