@@ -190,7 +190,25 @@ async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP
 async function startOurServer() {
   server = await spawnOurServer();
   serverPort = server.port;
+  await exerciseEveryOperation(serverUrl());
   return server;
+}
+
+/**
+ * Runs each kind of operation once on a fresh server before anything is measured, so that
+ * whatever a code path switches on for the rest of the process (a library's AsyncLocalStorage,
+ * a lazily built cache) is on while the scenarios run, as it would be in production.
+ */
+async function exerciseEveryOperation(base) {
+  const user = 'bench-warm';
+  const created = await gql(base, user, 'mutation { createVision(input: { title: "warm" }) { id } }', {});
+  const id = created.data.createVision.id;
+  await gql(base, user, 'mutation ($id: ID!) { renameVision(id: $id, title: "warm 2") { id } }', { id });
+  await gql(base, user, 'mutation ($id: ID!) { setVisionStatus(id: $id, status: FROZEN) { id } }', { id });
+  await gql(base, user, 'mutation ($id: ID!) { setVisionStatus(id: $id, status: ACTIVE) { id } }', { id });
+  await gql(base, user, Q_SEND, { input: { visionId: id, content: 'warm-up', clientMessageId: 'warm-1' } });
+  await gql(base, user, 'mutation ($id: ID!) { stopReply(visionId: $id) }', { id });
+  await gql(base, user, '{ visions(first: 5) { totalCount edges { node { id lastMessage { id } tokenUsage { calls } messages(first: 2) { totalCount edges { node { id file { id } } } } } } } tokenUsage { calls } }', {});
 }
 
 /** SQL statements of each probe, from a server started with EXPOSE_SQL_STATS for this alone. */
