@@ -12,6 +12,7 @@ import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
 import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
+import { jitGateway } from './graphql/executor';
 import { RateLimits } from './graphql/rate-limits';
 import { createSharedSubscribe, DocumentCache } from './graphql/subscriptions';
 import { serveGraphqlWs, type WsExtra } from './graphql/ws-transport';
@@ -172,7 +173,8 @@ export async function startServer(opts: {
   const protection = armor.protect();
 
   const apollo = new ApolloServer<GraphQLContext>({
-    schema,
+    // queries and mutations run as compiled operations (graphql-jit); see executor.ts
+    gateway: jitGateway(schema),
     introspection: config.graphql.introspection,
     includeStacktraceInErrorResponses: !production,
     allowBatchedHttpRequests: false,
