@@ -54,7 +54,7 @@ export class VisionMessage {
   createdAt: Date = new Date();
 
   /**
-   * A read-only instance from a `vision_messages` row, without the ORM: list and history reads
+   * A read-only instance from a `vision_messages` row (or its JSON), without the ORM: list and history reads
    * need no identity map or change tracking, and skipping them is most of their CPU.
    */
   static fromRow(row: Record<string, unknown>): VisionMessage {
@@ -71,7 +71,8 @@ export class VisionMessage {
       clientMessageId: (row.clientmessageid as string | null) ?? null,
       replyTo: (row.replyto as string | null) ?? null,
       heartbeatAt: pgDateOrNull(row.heartbeatat),
-      createdAt: pgDate(row.createdat),
+      // JSON rows carry the instant as milliseconds too (message.queries.ts): no text to parse
+      createdAt: typeof row.createdms === 'number' ? new Date(row.createdms) : pgDate(row.createdat),
     };
     return Object.setPrototypeOf(m, VisionMessage.prototype) as VisionMessage;
   }

@@ -56,19 +56,23 @@ export function messagePageSql(visionSql: string, req: PageRequest, params: unkn
   return `select m.* from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
 }
 
+/** `createdat` as whole milliseconds since the epoch: a JSON number, turned into a Date without parsing text. */
+const CREATED_MS = 'floor(extract(epoch from s.createdat) * 1000)::int8 as createdms';
+
 /**
- * The same page as one JSON array (rows keyed by column name, in page order), for folding a
- * page into the statement that reads its vision: one round trip, and one `JSON.parse` instead
- * of a type parser per column.
+ * The same page as one JSON array (rows keyed by column name plus `createdms`, in page order),
+ * for folding a page into the statement that reads its vision: one round trip, and one
+ * `JSON.parse` instead of a type parser per column.
  */
 export function messagePageJsonSql(visionSql: string, req: PageRequest, params: unknown[]): string {
   const dir = req.direction === 'forward' ? 'asc' : 'desc';
-  return `(select coalesce(json_agg(p order by p.createdat ${dir}, p.id ${dir}), '[]'::json) from (${messagePageSql(visionSql, req, params)}) p)`;
+  const page = messagePageSql(visionSql, req, params);
+  return `(select coalesce(json_agg(p order by p.createdat ${dir}, p.id ${dir}), '[]'::json) from (select s.*, ${CREATED_MS} from (${page}) s) p)`;
 }
 
 /** The newest message of the vision `visionSql` as JSON (null when there is none). */
 export function lastMessageJsonSql(visionSql: string): string {
-  return `(select to_json(p) from (select m.* from vision_messages m where m.visionid = ${visionSql} order by m.createdat desc, m.id desc limit 1) p)`;
+  return `(select to_json(p) from (select s.*, ${CREATED_MS} from vision_messages s where s.visionid = ${visionSql} order by s.createdat desc, s.id desc limit 1) p)`;
 }
 
 async function queryGroup(em: SqlRunner, visionIds: string[], req: PageRequest): Promise<Map<string, VisionMessage[]>> {
