@@ -1,4 +1,5 @@
 import { VisionListScreenDocument } from './generated/graphql';
+import { createScratchDatabase } from './support/db';
 import { newUser, startTestServer, type TestServer } from './support/server';
 
 /**
@@ -156,4 +157,29 @@ it('prefetching follows fragments and @skip, and bad page arguments are reported
   expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   expect(bad.errors?.[0]?.path).toEqual(['vision', 'messages']);
   expect(bad.data.vision).toBeNull();
+});
+
+/**
+ * Reads run as named prepared statements on each pooled connection. A migration that changes a
+ * table under a prepared `select v.*` makes PostgreSQL refuse the cached plan; the server must
+ * prepare it again instead of failing every request on that connection.
+ */
+it('a read prepared before a table changed is prepared again, not failed', async () => {
+  const scratch = await createScratchDatabase('vp_prepared');
+  const own = await startTestServer({ DATABASE_URL: scratch.url, DB_POOL_MAX: '1' });
+  try {
+    const user = newUser('prep');
+    const created = await own.gql<any, any>('mutation { createVision(input: { title: "p" }) { id } }', {}, { user });
+    const id = created.data.createVision.id;
+    const read = () => own.gql<any, any>('query ($id: ID!) { vision(id: $id) { title messages(last: 5) { edges { cursor } } } }', { id }, { user });
+    expect((await read()).data.vision.title).toBe('p');
+    await own.sql('alter table visions add column extra int');
+    const after = await read();
+    expect(after.errors).toBeUndefined();
+    expect(after.data.vision.title).toBe('p');
+    expect((await read()).errors).toBeUndefined();
+  } finally {
+    await own.stop();
+    await scratch.drop();
+  }
 });

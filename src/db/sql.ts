@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { createHash } from 'node:crypto';
 import { countStatement } from './sql-stats';
 
 /**
@@ -37,24 +38,57 @@ export function pgDateOrNull(value: unknown): Date | null {
 }
 
 interface PooledClient {
-  query(text: string, values: unknown[]): Promise<{ rows: unknown[] }>;
+  query(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }>;
+  query(text: string): Promise<{ rows: unknown[] }>;
+  /** pg's record of the statements this connection has prepared. */
+  connection?: { parsedStatements?: Record<string, string> };
 }
 interface KnexPool {
   acquireConnection(): Promise<PooledClient>;
   releaseConnection(client: PooledClient): unknown;
 }
 
-const positional = new Map<string, string>();
+interface Prepared {
+  text: string;
+  name: string;
+}
+const prepared = new Map<string, Prepared>();
 
-/** `?` placeholders (knex style) → `$1, $2, …` (PostgreSQL's). The statements of this code base have no `?` operators. */
-function toPositional(sql: string): string {
-  let text = positional.get(sql);
-  if (text === undefined) {
+/**
+ * The statement as PostgreSQL takes it: `?` placeholders (knex style) become `$1, $2, …` (the
+ * statements of this code base have no `?` operators), under a name derived from the text.
+ */
+function statementOf(sql: string): Prepared {
+  let p = prepared.get(sql);
+  if (p === undefined) {
     let n = 0;
-    text = sql.replace(/\?/g, () => `$${++n}`);
-    if (positional.size < 1000) positional.set(sql, text);
+    const text = sql.replace(/\?/g, () => `$${++n}`);
+    p = { text, name: `vp_${createHash('sha1').update(text).digest('hex').slice(0, 20)}` };
+    if (prepared.size < 1000) prepared.set(sql, p);
   }
-  return text;
+  return p;
+}
+
+/**
+ * Runs a statement. Outside transactions as a named prepared statement: each pooled connection
+ * parses and plans it once (as PostGraphile does), which saves PostgreSQL's CPU on every later
+ * run; when a migration has changed a table under a prepared `select *` (PostgreSQL: "cached
+ * plan must not change result type"), the statement is deallocated and prepared again, once.
+ * Inside a transaction that retry would be impossible (the transaction is aborted), so there the
+ * statement is sent unnamed.
+ */
+async function run(client: PooledClient, sql: string, values: unknown[], inTx: boolean): Promise<unknown[]> {
+  const { text, name } = statementOf(sql);
+  countStatement();
+  if (inTx) return (await client.query({ text, values })).rows;
+  try {
+    return (await client.query({ name, text, values })).rows;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '0A000') throw err;
+    await client.query(`deallocate "${name}"`);
+    delete client.connection?.parsedStatements?.[name];
+    return (await client.query({ name, text, values })).rows;
+  }
 }
 
 /** An open transaction on one pooled connection (see {@link inTransaction}). */
@@ -78,20 +112,21 @@ function poolOf(em: SqlRunner): KnexPool {
  * on the transaction's connection.
  */
 export async function queryRows<R = Record<string, unknown>>(on: SqlOn, sql: string, params: unknown[]): Promise<R[]> {
-  if ('client' in on) {
-    countStatement();
-    return (await on.client.query(toPositional(sql), params)).rows as R[];
-  }
+  if ('client' in on) return (await run(on.client, sql, params, true)) as R[];
   const trx = on.getTransactionContext();
   if (trx) return on.getConnection().execute<R[]>(sql, params, 'all', trx);
   const pool = poolOf(on);
   const client = await pool.acquireConnection();
   try {
-    countStatement();
-    return (await client.query(toPositional(sql), params)).rows as R[];
+    return (await run(client, sql, params, false)) as R[];
   } finally {
     pool.releaseConnection(client);
   }
+}
+
+async function control(client: PooledClient, command: 'begin' | 'commit' | 'rollback'): Promise<void> {
+  countStatement();
+  await client.query(command);
 }
 
 /**
@@ -105,13 +140,13 @@ export async function inTransaction<T>(em: SqlRunner, fn: (tx: SqlTx) => Promise
   const client = await pool.acquireConnection();
   const tx: SqlTx = { client };
   try {
-    await queryRows(tx, 'begin', []);
+    await control(client, 'begin');
     const out = await fn(tx);
-    await queryRows(tx, 'commit', []);
+    await control(client, 'commit');
     return out;
   } catch (err) {
     // a connection whose rollback fails is broken: the pool drops it (knex marks it disposed)
-    await queryRows(tx, 'rollback', []).catch(() => undefined);
+    await control(client, 'rollback').catch(() => undefined);
     throw err;
   } finally {
     pool.releaseConnection(client);

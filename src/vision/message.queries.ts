@@ -56,23 +56,29 @@ export function messagePageSql(visionSql: string, req: PageRequest, params: unkn
   return `select m.* from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
 }
 
-/** `createdat` as whole milliseconds since the epoch: a JSON number, turned into a Date without parsing text. */
-const CREATED_MS = 'floor(extract(epoch from s.createdat) * 1000)::int8 as createdms';
+/**
+ * A message as JSON with the columns its GraphQL type shows (not the idempotency key, reply
+ * link or heartbeat), and `createdat` as whole milliseconds since the epoch: a JSON number that
+ * becomes a Date without parsing text. What PostgreSQL does not have to encode, Node does not
+ * have to parse.
+ */
+const messageJson = (m: string) =>
+  `json_build_object('id', ${m}.id, 'visionid', ${m}.visionid, 'sender', ${m}.sender, 'messagetype', ${m}.messagetype,
+    'content', ${m}.content, 'state', ${m}.state, 'payload', ${m}.payload, 'createdms', floor(extract(epoch from ${m}.createdat) * 1000)::int8)`;
 
 /**
- * The same page as one JSON array (rows keyed by column name plus `createdms`, in page order),
- * for folding a page into the statement that reads its vision: one round trip, and one
- * `JSON.parse` instead of a type parser per column.
+ * The same page as one JSON array in page order, for folding a page into the statement that
+ * reads its vision: one round trip, and one `JSON.parse` instead of a type parser per column.
  */
 export function messagePageJsonSql(visionSql: string, req: PageRequest, params: unknown[]): string {
   const dir = req.direction === 'forward' ? 'asc' : 'desc';
   const page = messagePageSql(visionSql, req, params);
-  return `(select coalesce(json_agg(p order by p.createdat ${dir}, p.id ${dir}), '[]'::json) from (select s.*, ${CREATED_MS} from (${page}) s) p)`;
+  return `(select coalesce(json_agg(${messageJson('p')} order by p.createdat ${dir}, p.id ${dir}), '[]'::json) from (${page}) p)`;
 }
 
 /** The newest message of the vision `visionSql` as JSON (null when there is none). */
 export function lastMessageJsonSql(visionSql: string): string {
-  return `(select to_json(p) from (select s.*, ${CREATED_MS} from vision_messages s where s.visionid = ${visionSql} order by s.createdat desc, s.id desc limit 1) p)`;
+  return `(select ${messageJson('p')} from vision_messages p where p.visionid = ${visionSql} order by p.createdat desc, p.id desc limit 1)`;
 }
 
 async function queryGroup(em: SqlRunner, visionIds: string[], req: PageRequest): Promise<Map<string, VisionMessage[]>> {
