@@ -152,6 +152,23 @@ it('prefetching follows fragments and @skip, and bad page arguments are reported
   expect(skipped.data.vision).toEqual({ id: v!.id });
   expect(Number(skipped.headers.get('x-sql-statements'))).toBe(1);
 
+  // two selections of the same page with different fields share one read: it carries what both ask for
+  const both = await s.gql<any, any>(
+    `query ($id: ID!) { vision(id: $id) {
+       a: messages(last: 2) { edges { node { id } } }
+       b: messages(last: 2) { edges { node { id content sender type state visionId payload createdAt file { filename } } } } } }`,
+    { id: v!.id },
+    { user },
+  );
+  expect(both.errors).toBeUndefined();
+  expect(both.data.vision.a.edges.map((e: any) => e.node.id)).toEqual(both.data.vision.b.edges.map((e: any) => e.node.id));
+  expect(both.data.vision.b.edges.map((e: any) => [e.node.content, e.node.sender, e.node.type, e.node.state, e.node.visionId, e.node.file?.filename ?? null])).toEqual([
+    ['hello', 'ASSISTANT', 'TEXT', 'COMPLETE', v!.id, null],
+    ['file', 'ASSISTANT', 'FILE_RESULT', 'COMPLETE', v!.id, 'f.txt'],
+  ]);
+  expect(typeof both.data.vision.b.edges[1].node.payload.fileid).toBe('string');
+  expect(Date.parse(both.data.vision.b.edges[0].node.createdAt)).toBeGreaterThan(0);
+
   const bad = await s.gql<any, any>('query ($id: ID!) { vision(id: $id) { id messages(last: 201) { edges { cursor } } } }', { id: v!.id }, { user });
   expect(bad.errors?.[0]?.message).toBe('last must be at most 200');
   expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');

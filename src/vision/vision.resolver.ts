@@ -6,7 +6,7 @@ import { below, lookahead } from '../graphql/lookahead';
 import { parseId, toPage, toPageRequest, type PageRequest } from '../graphql/relay';
 import { TokenUsage } from '../tokenscount/token-usage.type';
 import { VisionMessage } from './message.entity';
-import { messageExistsInVision } from './message.queries';
+import { messageColumnsFor, messageExistsInVision } from './message.queries';
 import { Vision } from './vision.entity';
 import { VisionStatus } from './vision.enums';
 import * as visions from './vision.service';
@@ -85,8 +85,10 @@ export class VisionResolver {
   })
   async vision(@Arg('id', () => ID) id: string, @Ctx() ctx: GraphQLContext, @Info() info: GraphQLResolveInfo): Promise<Vision | null> {
     const opts = { id: parseId(id), userId: ctx.user!.userId };
-    // a selected `messages` page is read in the same statement as the vision
-    const [messages] = below(lookahead(info), 'Vision', 'messages');
+    // a selected `messages` page is read in the same statement as the vision, with the message
+    // fields that any `messages` selection here asks for (they share the loader's cache)
+    const pages = below(lookahead(info), 'Vision', 'messages');
+    const [messages] = pages;
     let req: PageRequest | undefined;
     try {
       if (messages) req = messagePageRequest(messages.args as MessagesArgs, ctx);
@@ -94,7 +96,9 @@ export class VisionResolver {
       // invalid page arguments: the messages field itself reports them
     }
     if (!req) return visions.findVisionForUser(ctx.sql, opts);
-    const found = await visions.findVisionWithMessagePage(ctx.sql, { ...opts, req });
+    const nodes = below(below(pages, 'VisionMessageConnection', 'edges'), 'VisionMessageEdge', 'node');
+    const columns = messageColumnsFor(nodes.flatMap((n) => Object.values(n.fieldsByTypeName.VisionMessage ?? {}).map((f) => f.name)));
+    const found = await visions.findVisionWithMessagePage(ctx.sql, { ...opts, req, columns });
     if (!found) return null;
     ctx.loaders.messagePage.prime({ visionId: found.vision.id, req }, found.messages);
     return found.vision;

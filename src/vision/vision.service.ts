@@ -59,14 +59,15 @@ export async function findVisionForUser(em: SqlRunner, opts: { id: string; userI
 
 /**
  * {@link findVisionForUser} and one page of its messages (`take + 1` rows, in query order as
- * {@link findMessagePages} returns them) in one statement.
+ * {@link findMessagePages} returns them) in one statement; `columns` limits what the messages
+ * carry (see `messageColumnsFor`).
  */
 export async function findVisionWithMessagePage(
   em: SqlRunner,
-  opts: { id: string; userId: string; req: PageRequest },
+  opts: { id: string; userId: string; req: PageRequest; columns?: readonly string[] },
 ): Promise<{ vision: Vision; messages: VisionMessage[] } | null> {
   const params: unknown[] = [];
-  const page = messagePageJsonSql('v.id', opts.req, params);
+  const page = messagePageJsonSql('v.id', opts.req, params, opts.columns);
   params.push(opts.id, opts.userId);
   const [row] = await exec(em, `select v.*, ${page} as _page from visions v where v.id = ? and v.userid = ?`, params);
   if (!row) return null;
