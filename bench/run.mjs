@@ -32,7 +32,7 @@ import { createBenchDatabase, createPostGraphileHelpers, seedTokens, seedVision 
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
 import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
-import { cpuMs, freePort, rssBytes, startProcess } from './lib/procs.mjs';
+import { cpuMs, freePort, postgresCpuDelta, postgresCpuSnapshot, rssBytes, startProcess } from './lib/procs.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH, '..');
@@ -279,10 +279,14 @@ function checkRun(label, r) {
 /** autocannon against `base`, with the server's CPU time per request when `pid` is given. */
 async function loadRun(label, { base, pid, ...opts }) {
   const c0 = pid ? cpuMs(pid) : 0;
+  const d0 = postgresCpuSnapshot();
   const r = await autocannonRun({ url: `${base}/graphql`, ...opts });
   if (pid) r.cpuMsPerRequest = (cpuMs(pid) - c0) / Math.max(1, r.requests);
+  r.dbCpuMsPerRequest = postgresCpuDelta(d0, postgresCpuSnapshot()) / Math.max(1, r.requests);
   checkRun(label, r);
-  log(`  ${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.cpuMsPerRequest ? `, ${r.cpuMsPerRequest.toFixed(2)} ms CPU/req` : ''}`);
+  log(
+    `  ${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.cpuMsPerRequest ? `, ${r.cpuMsPerRequest.toFixed(2)} ms CPU/req` : ''}, PostgreSQL ${r.dbCpuMsPerRequest.toFixed(2)} ms CPU/req`,
+  );
   await sleep(300);
   return r;
 }
@@ -322,7 +326,7 @@ async function seedAll() {
 
 /** Medians of the load rounds of one side, with its statements per request. */
 function sideSummary(runs, sql) {
-  return { rps: med(runs, 'rps'), p99: med(runs, 'p99'), cpuMsPerRequest: med(runs, 'cpuMsPerRequest'), sql, rounds: runs };
+  return { rps: med(runs, 'rps'), p99: med(runs, 'p99'), cpuMsPerRequest: med(runs, 'cpuMsPerRequest'), dbCpuMsPerRequest: med(runs, 'dbCpuMsPerRequest'), sql, rounds: runs };
 }
 
 async function scenarioHistoryRead(pgBase) {

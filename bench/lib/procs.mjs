@@ -1,7 +1,7 @@
 // Child processes of the bench: the server under test (`node dist/src/index.js`, as in
 // production), PostGraphile, the raw-pg floor, the subscriber swarm. Each is its own process.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export function freePort() {
@@ -31,6 +31,36 @@ export function cpuMs(pid) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[11] = utime, fields[12] = stime (in clock ticks, 100 per second on Linux)
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * CPU time (ms) of each live PostgreSQL process on the machine (comm "postgres"), by pid. The
+ * difference of two snapshots ({@link postgresCpuDelta}) is the database side of a round, the
+ * backends of every pool included.
+ */
+export function postgresCpuSnapshot() {
+  const out = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const close = stat.lastIndexOf(')');
+    if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
+    const fields = stat.slice(close + 2).split(' ');
+    out.set(entry, (Number(fields[11]) + Number(fields[12])) * 10);
+  }
+  return out;
+}
+
+/** CPU ms spent between two snapshots: processes that exited in between are not counted. */
+export function postgresCpuDelta(before, after) {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
 }
 
 /**
