@@ -103,11 +103,18 @@ it('a page read with its vision equals the same page read through the loader', a
   const [v] = await s.sql<{ id: string }>(`insert into visions (id, userid, title, status) values (gen_random_uuid(), ?, 't', 'active') returning id`, [user]);
   await s.sql(
     `insert into vision_messages (id, visionid, sender, messagetype, content, state, createdat)
-     select gen_random_uuid(), ?, 'user', 'text', 'm' || i, 'complete', timestamptz '2026-01-01 00:00:00+00' + make_interval(secs => i / 2 + 0.123456)
+     select gen_random_uuid(), ?, 'user', 'text', 'm' || i, 'complete', timestamptz '2026-01-01 00:00:00+00' + make_interval(secs => i / 2 + (i % 3) * 0.000999 + (i % 2) * 0.123456)
      from generate_series(1, 9) as i`,
     [v!.id],
   );
-  const ids = (await s.sql<{ id: string }>('select id from vision_messages where visionid = ? order by createdat, id', [v!.id])).map((r) => r.id);
+  const rows = await s.sql<{ id: string; at: string }>(
+    `select id, to_char(createdat at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at from vision_messages where visionid = ? order by createdat, id`,
+    [v!.id],
+  );
+  const ids = rows.map((r) => r.id);
+  // whole milliseconds, truncated (0.999 ms past a second is still .000): as PostgreSQL prints them
+  const all = await s.gql<any, any>('query ($id: ID!) { vision(id: $id) { messages(first: 20) { edges { node { createdAt } } } } }', { id: v!.id }, { user });
+  expect(all.data.vision.messages.edges.map((e: any) => e.node.createdAt)).toEqual(rows.map((r) => r.at));
   const cursor = (id: string) => Buffer.from(`v1:${id}`).toString('base64url');
   const PAGE = '{ pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id content createdAt } } }';
   // [page arguments, ids of the page]
@@ -130,7 +137,7 @@ it('a page read with its vision equals the same page read through the loader', a
     expect(direct.errors).toBeUndefined();
     expect(listed.errors).toBeUndefined();
     expect(direct.data.vision.messages.edges.map((e: any) => e.node.id)).toEqual(want);
-    if (want[0] === ids[0]) expect(direct.data.vision.messages.edges[0].node.createdAt).toBe('2026-01-01T00:00:00.123Z');
+    if (want[0] === ids[0]) expect(direct.data.vision.messages.edges[0].node.createdAt).toBe('2026-01-01T00:00:00.124Z');
     expect(direct.data.vision.messages).toEqual(listed.data.visions.edges[0].node.messages);
   }
 });
