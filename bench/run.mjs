@@ -76,7 +76,7 @@ const P = QUICK
   : {
       warmupS: 10,
       roundS: 10,
-      rounds: 3,
+      rounds: 5,
       historyMessages: 1_000,
       listVisions: 50,
       listMessages: 20,

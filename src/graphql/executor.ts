@@ -46,13 +46,16 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
     const { document, request, context: contextValue, operationName } = requestContext;
     const query = compile(document, operationName ?? undefined);
     if (!query) return execute({ schema, document, contextValue, variableValues: request.variables, operationName });
-    // variables are coerced by graphql-js first: its errors are the ones Apollo recognises as
-    // BAD_USER_INPUT (HTTP 400), exactly as without this executor
-    const operation = getOperationAST(document, operationName ?? undefined);
-    const coerced = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
-    if (coerced.errors) return { errors: coerced.errors };
     const result: ExecutionResult = await query.query(undefined, contextValue, request.variables ?? {});
-    return result.errors ? { ...result, errors: result.errors.map(asGraphQLError) } : result;
+    if (!result.errors) return result;
+    if (!('data' in result)) {
+      // nothing ran: the variables were refused. graphql-js's errors for them are the ones Apollo
+      // recognises as BAD_USER_INPUT (HTTP 400), exactly as without this executor
+      const operation = getOperationAST(document, operationName ?? undefined);
+      const coerced = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
+      if (coerced.errors) return { errors: coerced.errors };
+    }
+    return { ...result, errors: result.errors.map(asGraphQLError) };
   };
 
   return {
