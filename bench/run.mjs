@@ -582,6 +582,40 @@ async function heapSnapshot(label) {
   throw new Error('heap snapshot was not written');
 }
 
+/** Least-squares slope of y over x for [x, y] points. */
+function slope(points) {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den ? num / den : 0;
+}
+
+/**
+ * Resident memory once it has settled: sampled every 500 ms until it moved less than 0.5 % over
+ * the last 2 s (at least 3 s, at most 15 s). Right after a burst of work V8 may still be growing
+ * or giving back heap pages; both states of the per-connection figure are measured alike.
+ */
+async function settledRss(pid) {
+  const samples = [];
+  const t0 = Date.now();
+  for (;;) {
+    samples.push(rssBytes(pid));
+    const elapsed = Date.now() - t0;
+    if (elapsed >= 3000 && samples.length > 4) {
+      const recent = samples.slice(-5);
+      const spread = (Math.max(...recent) - Math.min(...recent)) / recent[recent.length - 1];
+      if (spread < 0.005 || elapsed >= 15_000) return recent[recent.length - 1];
+    }
+    await sleep(500);
+  }
+}
+
 async function fanOutOnce(n) {
   log(`  fan-out ${n.toLocaleString('en')}: fresh server process`);
   await stopOurServer();
@@ -589,13 +623,23 @@ async function fanOutOnce(n) {
   const user = 'bench-fan';
   for (let i = 0; i < 5; i++) await gql(serverUrl(), user, Q_SEND, { input: { visionId: ids.fan, content: 'warm-up' } });
   await warmWebSocket(user, ids.fan);
-  await sleep(2000);
   if (HEAP) await heapSnapshot(`idle-${n}`);
-  const rss0 = rssBytes(server.pid);
+  const rss0 = await settledRss(server.pid);
 
   const subs = forkSubscribers();
   try {
-    const conn = await subs.ask({ cmd: 'connect', url: `ws://127.0.0.1:${serverPort}/graphql`, token: tokenFor(user), visionId: ids.fan, n, batch: 100 }, 300_000);
+    // connected in four steps, RSS settled after each: the per-connection figure is the slope of
+    // RSS over the five points (least squares), which one late heap resize cannot swing much
+    const points = [[0, rss0]];
+    const conn = { connected: 0, failed: 0, ms: 0 };
+    for (let step = 1; step <= 4; step++) {
+      const k = Math.round((n * step) / 4) - Math.round((n * (step - 1)) / 4);
+      const part = await subs.ask({ cmd: 'connect', url: `ws://127.0.0.1:${serverPort}/graphql`, token: tokenFor(user), visionId: ids.fan, n: k, batch: 100 }, 300_000);
+      conn.connected += part.connected;
+      conn.failed += part.failed;
+      conn.ms += part.ms;
+      points.push([conn.connected, await settledRss(server.pid)]);
+    }
     log(`  ${conn.connected} connected (${conn.failed} failed) in ${(conn.ms / 1000).toFixed(1)} s`);
     if (conn.connected === 0) throw new Error('fan-out: no subscriber could connect');
 
@@ -612,11 +656,14 @@ async function fanOutOnce(n) {
     // every subscription is live once every client has the probe; then the connections idle
     const probe = await sendAndCollect();
     if (probe.received < conn.connected) log(`  ! probe reached ${probe.received} of ${conn.connected} subscribers`);
-    await sleep(3000);
-    const rss1 = rssBytes(server.pid);
+    const rss1 = await settledRss(server.pid);
+    points.push([conn.connected, rss1]);
     if (HEAP) await heapSnapshot(`with-${n}-subscribers`);
-    const perConnKb = (rss1 - rss0) / conn.connected / 1024;
-    log(`  server RSS ${(rss0 / 2 ** 20).toFixed(1)} MB idle → ${(rss1 / 2 ** 20).toFixed(1)} MB with ${conn.connected} idle subscribers: ${perConnKb.toFixed(1)} KB per connection`);
+    const perConnKb = slope(points) / 1024;
+    const simpleKb = (rss1 - rss0) / conn.connected / 1024;
+    log(
+      `  server RSS ${(rss0 / 2 ** 20).toFixed(1)} MB idle → ${points.slice(1, -1).map(([, r]) => (r / 2 ** 20).toFixed(1)).join(' → ')} MB at each quarter → ${(rss1 / 2 ** 20).toFixed(1)} MB after the probe: ${perConnKb.toFixed(1)} KB per connection (slope; end − start: ${simpleKb.toFixed(1)} KB)`,
+    );
 
     const round = async (sends) => {
       const fromCommit = [];
@@ -662,6 +709,8 @@ async function fanOutOnce(n) {
       rssIdleBytes: rss0,
       rssWithSubscribersBytes: rss1,
       perConnectionKb: perConnKb,
+      perConnectionKbEndMinusStart: simpleKb,
+      rssPoints: points,
       p99FromCommitMs: median(rounds.map((r) => r.fromCommit.p99)),
       p50FromCommitMs: median(rounds.map((r) => r.fromCommit.p50)),
       p99FromSendMs: median(rounds.map((r) => r.fromSend.p99)),
@@ -681,7 +730,9 @@ async function scenarioFanOut() {
   for (const n of P.fanSizes) {
     const r = await fanOutOnce(n);
     r.p99Met = n <= 1000 || QUICK ? r.p99FromCommitMs <= TARGETS.fanP99Ms : null;
-    r.memMet = r.perConnectionKb <= TARGETS.fanKb;
+    // memory is judged at the largest size: at 1,000 connections (~15 MB) one resize of V8's heap
+    // (tens of MB, whenever the GC decides) can swing the figure either way; at 5,000 it cannot
+    r.memMet = n === Math.max(...P.fanSizes) ? r.perConnectionKb <= TARGETS.fanKb : null;
     out[n] = r;
     const label = n.toLocaleString('en');
     addRow([
@@ -692,7 +743,14 @@ async function scenarioFanOut() {
       r.p99Met === null ? '(info)' : `≤ ${TARGETS.fanP99Ms} ms`,
       r.p99Met === null ? '' : r.p99Met ? 'yes' : 'NO',
     ]);
-    addRow([`  fan-out ${label}: RSS per idle connection KB`, fmt(r.perConnectionKb, 1), '–', '–', `≤ ${TARGETS.fanKb} KB`, r.memMet ? 'yes' : 'NO']);
+    addRow([
+      `  fan-out ${label}: RSS per idle connection KB`,
+      fmt(r.perConnectionKb, 1),
+      '–',
+      '–',
+      r.memMet === null ? '(info)' : `≤ ${TARGETS.fanKb} KB`,
+      r.memMet === null ? '' : r.memMet ? 'yes' : 'NO',
+    ]);
   }
   results.scenarios.fanOut = out;
 }
