@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config';
 import type { Database } from './db/database';
+import { poolRunner } from './db/sql';
 import { sqlStats } from './db/sql-stats';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
@@ -153,7 +154,7 @@ export async function startServer(opts: {
   const services: ContextServices = {
     fork: () => db.orm.em.fork(),
     createLoaders: createVisionLoaders,
-    sql: { getConnection: () => db.orm.em.getConnection(), getTransactionContext: () => undefined },
+    sql: poolRunner(db.orm.em),
     config,
     logger,
     dialog,

@@ -8,6 +8,14 @@ import { countStatement } from './sql-stats';
  */
 export type SqlRunner = Pick<EntityManager, 'getConnection' | 'getTransactionContext'>;
 
+/**
+ * Raw statements on the ORM's pool outside any unit of work: for services that build their own
+ * read objects and never flush entities (no identity map to keep apart, nothing to fork).
+ */
+export function poolRunner(em: Pick<EntityManager, 'getConnection'>): SqlRunner {
+  return { getConnection: () => em.getConnection(), getTransactionContext: () => undefined };
+}
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**

@@ -1,11 +1,11 @@
 import { Arg, Authorized, Ctx, ID, Int, Mutation, Resolver, Root, Subscription } from 'type-graphql';
 import type { GraphQLContext } from '../graphql/context';
-import { BadUserInputError, NotFoundError } from '../graphql/errors';
+import { BadUserInputError } from '../graphql/errors';
 import { Topic, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
 import { replyDeltaStream } from './reply-stream';
-import { findVisionForUser } from './vision.service';
+import { getVisionForUser } from './vision.service';
 import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
 
 function toMessage(e: StoredMessageEvent): VisionMessage {
@@ -24,7 +24,7 @@ function toMessage(e: StoredMessageEvent): VisionMessage {
 /** Ownership is checked once, when the subscription starts (NOT_FOUND for someone else's vision). */
 async function ownedVisionId(visionId: unknown, ctx: GraphQLContext): Promise<string> {
   const id = parseId(String(visionId), 'visionId');
-  if (!(await findVisionForUser(ctx.sql, { id, userId: ctx.user!.userId }))) throw new NotFoundError();
+  await getVisionForUser(ctx.sql, { id, userId: ctx.user!.userId });
   return id;
 }
 

@@ -2,7 +2,7 @@ import type { OpenAI } from 'openai';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
-import { inTransaction, queryRows, type SqlOn, type SqlRunner } from '../db/sql';
+import { inTransaction, poolRunner, queryRows, type SqlOn, type SqlRunner } from '../db/sql';
 import { AppError, BadUserInputError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import { Topic, type AppPubSub, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
@@ -14,7 +14,7 @@ import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } 
 import { VisionMessage } from './message.entity';
 import type { ReplyBuffer } from './reply-buffer';
 import { MessageState, VisionStatus } from './vision.enums';
-import { findVisionForUser } from './vision.service';
+import { getVisionForUser } from './vision.service';
 
 export interface DialogDeps {
   orm: Orm;
@@ -110,7 +110,7 @@ export class DialogService {
   private readonly sql: SqlRunner;
 
   constructor(private readonly deps: DialogDeps) {
-    this.sql = { getConnection: () => deps.orm.em.getConnection(), getTransactionContext: () => undefined };
+    this.sql = poolRunner(deps.orm.em);
   }
 
   /** Closes replies left STREAMING by dead processes now and every REPLY_STALE_MS / 2. */
@@ -215,7 +215,7 @@ export class DialogService {
   /** Stops the reply being generated for the caller's vision; false when none was running. */
   async stopReply(userId: string, visionIdRaw: string): Promise<boolean> {
     const visionId = parseId(visionIdRaw, 'visionId');
-    if (!(await findVisionForUser(this.sql, { id: visionId, userId }))) throw new NotFoundError();
+    await getVisionForUser(this.sql, { id: visionId, userId });
     return this.stopVisionReply(visionId, 'user');
   }
 
