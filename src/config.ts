@@ -99,6 +99,10 @@ export interface LimitsConfig {
   maxWsPerUser: number;
   /** Active subscriptions per WebSocket connection. @default 50 */
   maxSubscriptionsPerConnection: number;
+  /** A WebSocket that has not sent `connection_init` by then is closed (4408). @default 3000 */
+  wsInitTimeoutMs: number;
+  /** Ping interval; a WebSocket that did not answer the previous ping is terminated. @default 12000 */
+  wsKeepAliveMs: number;
   /** Largest HTTP request body. @default 1048576 */
   maxBodyBytes: number;
   /** Time to receive the request headers. @default 10000 */
@@ -257,6 +261,8 @@ export function loadConfig(env: Env): Config {
       opsPerSecond: int(env, 'RATE_LIMIT_OPS_PER_SECOND', 30, 0, 1_000_000),
       maxWsPerUser: int(env, 'MAX_WS_PER_USER', 20, 1, 100_000),
       maxSubscriptionsPerConnection: int(env, 'MAX_SUBSCRIPTIONS_PER_CONNECTION', 50, 1, 10_000),
+      wsInitTimeoutMs: int(env, 'WS_INIT_TIMEOUT_MS', 3000, 100, 600_000),
+      wsKeepAliveMs: int(env, 'WS_KEEPALIVE_MS', 12_000, 100, 600_000),
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
       headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
       requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', llmTimeoutMs + 30_000, 1000, 3_600_000),

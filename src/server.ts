@@ -247,8 +247,8 @@ export async function startServer(opts: {
       jsonMessageReviver: documents.reviver,
       validate: documents.validate as typeof import('graphql').validate,
       subscribe: createSharedSubscribe(),
-      // graphql-ws's default: a socket that has not sent connection_init by then is closed (4408)
-      connectionInitWaitTimeout: 3_000,
+      // a socket that has not sent connection_init by then is closed (4408)
+      connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -308,7 +308,7 @@ export async function startServer(opts: {
       context: (ctx) => buildContext(ctx.extra.identity ?? null),
     },
     wss,
-    { logger },
+    { logger, keepAliveMs: config.limits.wsKeepAliveMs },
   );
 
   const addr = app.server.address() as AddressInfo;

@@ -1,6 +1,7 @@
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { CreateVisionDocument, ListVisionsDocument, MessageAddedDocument, RetryReplyDocument, SendMessageDocument } from './generated/graphql';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { startPgCluster, type PgCluster } from './support/pg-cluster';
@@ -160,6 +161,51 @@ describe('connection caps', () => {
     });
     expect(r.status).toBe(413);
     expect((await s.gql(ListVisionsDocument, {}, { user })).data!.visions.totalCount).toBe(0);
+  });
+});
+
+describe('WebSocket timers (our graphql-ws transport)', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({ WS_INIT_TIMEOUT_MS: '300', WS_KEEPALIVE_MS: '200' });
+  });
+  afterAll(() => s?.stop());
+
+  /** A raw `ws` client speaking graphql-transport-ws; `autoPong: false` makes it ignore pings. */
+  const open = (autoPong: boolean) => {
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/graphql', 'graphql-transport-ws', { autoPong });
+    const closed = new Promise<{ code: number; at: number }>((resolve) => ws.on('close', (code) => resolve({ code, at: Date.now() })));
+    const ready = new Promise<void>((resolve) => ws.on('open', () => resolve()));
+    return { ws, closed, ready };
+  };
+  const init = async (ws: WebSocket) => {
+    const acked = new Promise<void>((resolve) => ws.on('message', (m) => JSON.parse(String(m)).type === 'connection_ack' && resolve()));
+    ws.send(JSON.stringify({ type: 'connection_init', payload: { 'x-user-id': newUser('timers') } }));
+    await acked;
+  };
+
+  it('a socket that never sends connection_init is closed with 4408', async () => {
+    const t0 = Date.now();
+    const c = open(true);
+    await c.ready;
+    const { code, at } = await c.closed;
+    expect(code).toBe(4408);
+    expect(at - t0).toBeGreaterThanOrEqual(250);
+  });
+
+  it('a socket that stops answering pings is terminated; one that answers stays open', async () => {
+    const silent = open(false);
+    const alive = open(true);
+    await Promise.all([silent.ready, alive.ready]);
+    await Promise.all([init(silent.ws), init(alive.ws)]);
+    const t0 = Date.now();
+    const { code, at } = await silent.closed;
+    // terminated, not closed: no close frame (1006), after one unanswered ping (2 intervals at most, plus slack)
+    expect(code).toBe(1006);
+    expect(at - t0).toBeLessThan(2000);
+    await new Promise((r) => setTimeout(r, 800));
+    expect(alive.ws.readyState).toBe(WebSocket.OPEN);
+    alive.ws.close();
   });
 });
 
