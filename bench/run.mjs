@@ -598,7 +598,7 @@ function slope(points) {
 
 /**
  * Resident memory once it has settled: sampled every 500 ms until it moved less than 0.5 % over
- * the last 2 s (at least 3 s, at most 15 s). Right after a burst of work V8 may still be growing
+ * the last 2 s (at least 3 s, at most 15 s; 1 and 4 s with --quick). Right after a burst of work V8 may still be growing
  * or giving back heap pages; both states of the per-connection figure are measured alike.
  */
 async function settledRss(pid) {
@@ -607,10 +607,10 @@ async function settledRss(pid) {
   for (;;) {
     samples.push(rssBytes(pid));
     const elapsed = Date.now() - t0;
-    if (elapsed >= 3000 && samples.length > 4) {
+    if (elapsed >= (QUICK ? 1000 : 3000) && samples.length > 4) {
       const recent = samples.slice(-5);
       const spread = (Math.max(...recent) - Math.min(...recent)) / recent[recent.length - 1];
-      if (spread < 0.005 || elapsed >= 15_000) return recent[recent.length - 1];
+      if (spread < 0.005 || elapsed >= (QUICK ? 4000 : 15_000)) return recent[recent.length - 1];
     }
     await sleep(500);
   }
