@@ -27,7 +27,11 @@ export function rssBytes(pid) {
 
 /** Cumulative user+system CPU time of a process in milliseconds (/proc/<pid>/stat). */
 export function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** User + system CPU ms from the text of /proc/<pid>/stat. */
+function statCpuMs(stat) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[11] = utime, fields[12] = stime (in clock ticks, 100 per second on Linux)
   return (Number(fields[11]) + Number(fields[12])) * 10;
@@ -48,10 +52,8 @@ export function postgresCpuSnapshot() {
     } catch {
       continue; // gone meanwhile
     }
-    const close = stat.lastIndexOf(')');
-    if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
-    const fields = stat.slice(close + 2).split(' ');
-    out.set(entry, (Number(fields[11]) + Number(fields[12])) * 10);
+    if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
+    out.set(entry, statCpuMs(stat));
   }
   return out;
 }
