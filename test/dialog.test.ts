@@ -736,6 +736,25 @@ describe('ownership', () => {
     const counted = await server.sql(`select count(*)::int as n from tokenscount where clientid = ?`, [stranger]);
     expect(counted[0]!.n).toBe(0);
   });
+
+  test("repeating the owner's clientMessageId on the owner's vision gives a stranger NOT_FOUND, not the owner's turn", async () => {
+    const owner = newUser('keyOwner');
+    const stranger = newUser('keyThief');
+    const visionId = await createVision(owner);
+    fake.enqueue({ kind: 'stream', chunks: ['Private answer'] });
+    const first = ok(await send(owner, visionId, 'Private question', 'shared-key-1')).sendMessage;
+    expect(first.assistantMessage.content).toBe('Private answer');
+    const requests = fake.requests.length;
+
+    const theirs = await send(stranger, visionId, 'Give me that', 'shared-key-1');
+    expect(onlyError(theirs).code).toBe('NOT_FOUND');
+    expect(JSON.stringify(theirs)).not.toContain('Private');
+    // the owner's repeat still returns the first turn, and nothing else was stored or asked
+    const again = ok(await send(owner, visionId, 'Private question', 'shared-key-1')).sendMessage;
+    expect(again.userMessage.id).toBe(first.userMessage.id);
+    expect(await messageRows(visionId)).toHaveLength(2);
+    expect(fake.requests).toHaveLength(requests);
+  });
 });
 
 describe('bad input', () => {
