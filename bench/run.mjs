@@ -340,21 +340,38 @@ async function scenarioHistoryRead(pgBase) {
   const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
   log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
-  const common = { connections: 50, headers: headersFor('bench-reader'), verify: (body) => okBody(body) && body.includes('"edges":[{') };
+  await versusPostGraphile({
+    pgBase,
+    key: 'historyRead',
+    user: 'bench-reader',
+    ours: { query: Q_HISTORY, variables: { id: ids.reader } },
+    theirs: { query: PG_HISTORY, variables: { visionId: ids.reader } },
+    sql: [sqlOurs, sqlPg],
+    label: '1 history read: req/s @50 conn',
+    p99Label: '  history read: p99 ms',
+  });
+}
+
+/**
+ * Load rounds of one screen against PostGraphile (50 connections, alternating rounds), the
+ * scenario's result in `results.scenarios[key]` and its two table rows.
+ */
+async function versusPostGraphile({ pgBase, key, user, ours, theirs, sql, label, p99Label }) {
+  const common = { connections: 50, headers: headersFor(user), verify: (body) => okBody(body) && body.includes('"edges":[{') };
   const { a: oursRuns, b: pgRuns } = await abRounds(
-    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify({ query: Q_HISTORY, variables: { id: ids.reader } }), ...common }),
-    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify({ query: PG_HISTORY, variables: { visionId: ids.reader } }), ...common }),
+    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify(ours), ...common }),
+    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify(theirs), ...common }),
     P,
   );
   const r = {
-    ours: sideSummary(oursRuns, sqlOurs),
-    postgraphile: sideSummary(pgRuns, sqlPg),
+    ours: sideSummary(oursRuns, sql[0]),
+    postgraphile: sideSummary(pgRuns, sql[1]),
   };
   r.ratio = r.ours.rps / r.postgraphile.rps;
-  r.met = r.ratio >= TARGETS.historyRead;
-  results.scenarios.historyRead = r;
-  addRow(['1 history read: req/s @50 conn', fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.historyRead.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
-  addRow(['  history read: p99 ms', fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+  r.met = r.ratio >= TARGETS[key];
+  results.scenarios[key] = r;
+  addRow([label, fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS[key].toFixed(1)}×`, r.met ? 'yes' : 'NO']);
+  addRow([p99Label, fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
 }
 
 let pgProc;
@@ -382,21 +399,16 @@ async function scenarioList(pgBase) {
   const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-lister', PG_LIST, { userId: 'x' });
   log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
-  const common = { connections: 50, headers: headersFor('bench-lister'), verify: (body) => okBody(body) && body.includes('"edges":[{') };
-  const { a: oursRuns, b: pgRuns } = await abRounds(
-    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify({ query: Q_LIST }), ...common }),
-    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify({ query: PG_LIST, variables: { userId: 'x' } }), ...common }),
-    P,
-  );
-  const r = {
-    ours: sideSummary(oursRuns, sqlOurs),
-    postgraphile: sideSummary(pgRuns, sqlPg),
-  };
-  r.ratio = r.ours.rps / r.postgraphile.rps;
-  r.met = r.ratio >= TARGETS.list;
-  results.scenarios.list = r;
-  addRow([`2 list (50 visions): req/s; SQL/req ${sqlOurs} vs ${fmt(sqlPg, 1)}`, fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.list.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
-  addRow(['  list: p99 ms', fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+  await versusPostGraphile({
+    pgBase,
+    key: 'list',
+    user: 'bench-lister',
+    ours: { query: Q_LIST },
+    theirs: { query: PG_LIST, variables: { userId: 'x' } },
+    sql: [sqlOurs, sqlPg],
+    label: `2 list (50 visions): req/s; SQL/req ${sqlOurs} vs ${fmt(sqlPg, 1)}`,
+    p99Label: '  list: p99 ms',
+  });
 }
 
 // ------------------------------------------------------------------ scenario 3: dialog write
