@@ -1,22 +1,16 @@
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { fastifyApolloHandler } from '@as-integrations/fastify';
-import { ApolloArmor } from '@escape.tech/graphql-armor';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { GraphQLError, specifiedRules, type GraphQLSchema } from 'graphql';
+import type { GraphQLSchema } from 'graphql';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
 import type { Config } from './config';
 import type { Database } from './db/database';
 import { poolRunner } from './db/sql';
 import { sqlStats } from './db/sql-stats';
+import { createApollo, createArmor } from './graphql/apollo';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
-import { createFormatError, ErrorCode, UnauthenticatedError } from './graphql/errors';
-import { jitGateway } from './graphql/executor';
 import { RateLimits } from './graphql/rate-limits';
-import { createSharedSubscribe, DocumentCache } from './graphql/subscriptions';
-import { serveGraphqlWs, type WsExtra } from './graphql/ws-transport';
+import { startGraphqlWs } from './graphql/ws-server';
 import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
@@ -45,46 +39,6 @@ function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** One log line per GraphQL operation: name, user, duration, error code. No variables, no content. */
-function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServerPlugin<GraphQLContext> {
-  return {
-    async requestDidStart({ contextValue }) {
-      const started = performance.now();
-      return {
-        async willSendResponse({ operationName, operation, errors, response }) {
-          const stats = sqlStats.getStore();
-          if (exposeSqlStats && stats) response.http.headers.set('x-sql-statements', String(stats.statements));
-          const codes = errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
-          logger.info(
-            {
-              op: operationName ?? null,
-              type: operation?.operation ?? null,
-              userId: contextValue.user?.userId ?? null,
-              ms: Math.round((performance.now() - started) * 10) / 10,
-              sql: stats?.statements,
-              ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
-            },
-            'graphql',
-          );
-        },
-      };
-    },
-  };
-}
-
-/** Every operation of a known user counts against RATE_LIMIT_OPS_PER_SECOND. */
-function rateLimitPlugin(limits: RateLimits): ApolloServerPlugin<GraphQLContext> {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ contextValue }) {
-          if (contextValue.user) await limits.consumeOperation(contextValue.user.userId);
-        },
-      };
-    },
-  };
-}
-
 /**
  * HTTP (Fastify + Apollo Server 5) and WebSocket (graphql-ws) on one port, both on `/graphql`;
  * `/healthz` and `/readyz` for orchestration.
@@ -98,7 +52,6 @@ export async function startServer(opts: {
   llmClient?: OpenAI;
 }): Promise<AppServer> {
   const { config, logger, db } = opts;
-  const production = config.nodeEnv === 'production';
   const schema = opts.schema ?? (await createSchema());
   const auth = createAuthenticator(config.auth);
   const backend = await createPubSubBackend({ redisUrl: config.redisUrl, logger });
@@ -163,44 +116,8 @@ export async function startServer(opts: {
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
 
-  const armor = new ApolloArmor({
-    maxDepth: { n: config.graphql.maxDepth, ignoreIntrospection: true },
-    maxAliases: { n: config.graphql.maxAliases },
-    costLimit: { maxCost: config.graphql.maxCost, ignoreIntrospection: true },
-    maxTokens: { n: config.graphql.maxTokens },
-    maxDirectives: { n: 20 },
-    blockFieldSuggestion: { enabled: production },
-  });
-  const protection = armor.protect();
-
-  const apollo = new ApolloServer<GraphQLContext>({
-    // queries and mutations run as compiled operations (graphql-jit); see executor.ts
-    gateway: jitGateway(schema),
-    introspection: config.graphql.introspection,
-    includeStacktraceInErrorResponses: !production,
-    allowBatchedHttpRequests: false,
-    validationRules: protection.validationRules,
-    formatError: createFormatError({
-      production,
-      onInternal: (err) => logger.error({ err }, 'internal error in a GraphQL operation'),
-      onDatabaseDown: (err) => logger.warn({ err: (err as Error).message }, 'database unavailable'),
-    }),
-    plugins: [
-      ...protection.plugins,
-      rateLimitPlugin(limits),
-      // no cache hints are used; the default plugin would wrap every field resolver
-      ApolloServerPluginCacheControlDisabled(),
-      operationLogPlugin(logger, config.graphql.exposeSqlStats),
-      ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
-    ],
-    logger: {
-      debug: (m) => logger.debug(m),
-      info: (m) => logger.info(m),
-      warn: (m) => logger.warn(m),
-      error: (m) => logger.error(m),
-    },
-  });
-  await apollo.start();
+  const armor = createArmor(config);
+  const apollo = await createApollo({ config, logger, schema, armor, limits });
 
   const graphqlHandler = fastifyApolloHandler(apollo, {
     context: async (request) => {
@@ -235,81 +152,7 @@ export async function startServer(opts: {
 
   app.server.headersTimeout = config.limits.headersTimeoutMs;
   await app.listen({ port: config.port, host: config.host });
-  const wsPerUser = new Map<string, number>();
-  const wss = new WebSocketServer({ server: app.server, path: '/graphql', maxPayload: 64 * 1024 });
-  // the same limits as over HTTP; documents parsed and validated once per distinct text, and
-  // each event executed once per distinct operation, however many subscribers it has
-  const documents = new DocumentCache({ rules: [...specifiedRules, ...protection.validationRules] });
-  const wsServer = serveGraphqlWs<WsExtra & { identity?: Identity }>(
-    {
-      schema,
-      parse: documents.parse,
-      jsonMessageReviver: documents.reviver,
-      validate: documents.validate as typeof import('graphql').validate,
-      subscribe: createSharedSubscribe(),
-      // a socket that has not sent connection_init by then is closed (4408)
-      connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
-      onConnect: async (ctx) => {
-        const params = ctx.connectionParams ?? {};
-        const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-        try {
-          const identity = await auth.authenticate(
-            str(params.authorization) ?? str(params.Authorization),
-            str(params['x-user-id']),
-          );
-          // the connection keeps its params for its lifetime; the token is not needed any more
-          delete (params as Record<string, unknown>).authorization;
-          delete (params as Record<string, unknown>).Authorization;
-          if (!identity) {
-            ctx.extra.socket.close(4401, 'Unauthorized');
-            return false;
-          }
-          const open = wsPerUser.get(identity.userId) ?? 0;
-          if (open >= config.limits.maxWsPerUser) {
-            ctx.extra.socket.close(4429, 'Too many connections for this user');
-            return false;
-          }
-          wsPerUser.set(identity.userId, open + 1);
-          ctx.extra.socket.once('close', () => {
-            const n = (wsPerUser.get(identity.userId) ?? 1) - 1;
-            if (n > 0) wsPerUser.set(identity.userId, n);
-            else wsPerUser.delete(identity.userId);
-          });
-          ctx.extra.identity = identity;
-          return true;
-        } catch (err) {
-          if (err instanceof UnauthenticatedError) {
-            ctx.extra.socket.close(4403, 'Forbidden');
-            return false;
-          }
-          throw err;
-        }
-      },
-      onSubscribe: async (ctx) => {
-        // the request limit covers subscription starts too; a connection holds a bounded number
-        if (Object.keys(ctx.subscriptions).length >= config.limits.maxSubscriptionsPerConnection) {
-          return [
-            new GraphQLError(`At most ${config.limits.maxSubscriptionsPerConnection} subscriptions per connection`, {
-              extensions: { code: ErrorCode.RATE_LIMITED },
-            }),
-          ];
-        }
-        const userId = ctx.extra.identity?.userId;
-        if (userId) {
-          try {
-            await limits.consumeOperation(userId);
-          } catch (err) {
-            if (err instanceof GraphQLError) return [err];
-            throw err;
-          }
-        }
-        return undefined;
-      },
-      context: (ctx) => buildContext(ctx.extra.identity ?? null),
-    },
-    wss,
-    { logger, keepAliveMs: config.limits.wsKeepAliveMs },
-  );
+  const { wss, dispose: disposeWs } = startGraphqlWs({ server: app.server, schema, config, logger, auth, armor, limits, buildContext });
 
   const addr = app.server.address() as AddressInfo;
   const url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
@@ -335,7 +178,7 @@ export async function startServer(opts: {
         for (const ws of sockets) ws.close(1001, 'Going away');
         await Promise.race([allClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
         for (const ws of sockets) if (ws.readyState !== ws.CLOSED) ws.terminate();
-        await wsServer.dispose();
+        await disposeWs();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         step('WebSockets closed');
         // requests still running finish; keep-alive connections close as soon as they are idle,
