@@ -10,6 +10,11 @@ const MAX_USER_ID = 200;
 
 export interface Identity {
   userId: string;
+  /**
+   * When the credential stops being valid (epoch ms, from the JWT's `exp`); absent for the
+   * development header. A WebSocket starts no subscription after it.
+   */
+  expiresAt?: number;
 }
 
 export interface Authenticator {

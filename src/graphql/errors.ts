@@ -27,6 +27,16 @@ export class UnauthenticatedError extends AppError {
   }
 }
 
+/**
+ * The identity provider cannot be asked right now (e.g. the JWKS endpoint is down): not the
+ * caller's fault, so not UNAUTHENTICATED. HTTP 503.
+ */
+export class AuthUnavailableError extends AppError {
+  constructor(message = 'Identity cannot be verified right now; try again shortly') {
+    super(message, ErrorCode.INTERNAL_SERVER_ERROR, { reason: 'auth_unavailable' }, 503);
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(message = 'Vision not found') {
     super(message, ErrorCode.NOT_FOUND);
@@ -45,6 +55,15 @@ export class VisionNotActiveError extends AppError {
       status: status.toUpperCase(),
     });
   }
+}
+
+/** True for an {@link AppError}, also when graphql-js or Apollo wrapped it. */
+export function isAppError(err: unknown): boolean {
+  for (let e = err as { originalError?: unknown } | undefined, i = 0; e && i < 4; i++) {
+    if (e instanceof AppError) return true;
+    e = e.originalError as { originalError?: unknown } | undefined;
+  }
+  return false;
 }
 
 const OWN_CODES = new Set<string>(Object.values(ErrorCode));
@@ -86,7 +105,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 export function createFormatError(opts: { production: boolean; onInternal: (err: unknown) => void; onDatabaseDown?: (err: unknown) => void }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
-    if (OWN_CODES.has(code) && code !== ErrorCode.INTERNAL_SERVER_ERROR) {
+    // our own errors say what they mean (an INTERNAL_SERVER_ERROR of ours carries a `reason`)
+    if (OWN_CODES.has(code) && (code !== ErrorCode.INTERNAL_SERVER_ERROR || isAppError(error))) {
       const { stacktrace: _s, http: _h, ...ext } = formatted.extensions ?? {};
       return { ...formatted, extensions: opts.production ? ext : formatted.extensions };
     }
