@@ -187,7 +187,11 @@ function timeZone(env: Env, name: string, def: string): string {
 /** Reads and validates the configuration; throws {@link ConfigError} with a clear message. */
 export function loadConfig(env: Env): Config {
   const rawEnv = str(env, 'NODE_ENV') ?? 'development';
-  const nodeEnv: NodeEnv = rawEnv === 'production' || rawEnv === 'test' ? rawEnv : 'development';
+  // a typo such as "prod" must not silently mean development (dev identity header, offline model)
+  if (rawEnv !== 'production' && rawEnv !== 'development' && rawEnv !== 'test') {
+    throw new ConfigError(`NODE_ENV must be production, development or test; got "${rawEnv}"`);
+  }
+  const nodeEnv: NodeEnv = rawEnv;
   const production = nodeEnv === 'production';
 
   const jwtSecret = str(env, 'AUTH_JWT_SECRET');

@@ -18,6 +18,13 @@ describe('production mode', () => {
     expect(r.stderr).toContain('AUTH_JWT_SECRET or AUTH_JWKS_URL');
   });
 
+  it('refuses an unknown NODE_ENV (a typo such as "prod" must not mean development)', () => {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_ENV: 'prod', DATABASE_URL: 'postgresql://127.0.0.1:1/none' };
+    const r = spawnSync(process.execPath, [entry], { env, encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('NODE_ENV must be production, development or test; got "prod"');
+  });
+
   describe('with JWT', () => {
     let s: TestServer;
     let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
