@@ -112,7 +112,6 @@ export async function startServer(opts: {
     logger,
     dialog,
     pubsub,
-    replyBuffer,
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
 
@@ -137,7 +136,10 @@ export async function startServer(opts: {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  let stopping: Promise<void> | undefined;
   app.get('/readyz', async (_req, reply) => {
+    // a load balancer must stop sending work as soon as the shutdown grace begins
+    if (stopping) return reply.code(503).send({ status: 'unavailable', reason: 'shutting_down' });
     try {
       await Promise.race([
         db.orm.em.getConnection().execute('select 1'),
@@ -158,7 +160,6 @@ export async function startServer(opts: {
   const url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
   logger.info({ url: `${url}/graphql` }, 'GraphQL server listening (HTTP and WebSocket on /graphql)');
 
-  let stopping: Promise<void> | undefined;
   return {
     url,
     port: addr.port,

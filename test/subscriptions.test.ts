@@ -121,10 +121,10 @@ describe('createAppPubSub (in memory; the Redis event target is covered by multi
     const msg = (id: string) => ({ id, visionId: 'a', sender: 'user', type: 'text', content: id, state: 'complete', payload: null, createdAt: '' });
     pubsub.publish(Topic.MESSAGE_ADDED, 'a', msg('1'));
     pubsub.publish(Topic.MESSAGE_ADDED, 'a', msg('2'));
-    pubsub.publish(Topic.REPLY_STOP, { visionId: 'a', cause: 'user' });
+    pubsub.publish(Topic.REPLY_STOP, { visionId: 'a', replyId: 'r', cause: 'user' });
     expect((await a.next()).value?.id).toBe('1');
     expect((await a.next()).value?.id).toBe('2');
-    expect((await stops.next()).value).toEqual({ visionId: 'a', cause: 'user' });
+    expect((await stops.next()).value).toEqual({ visionId: 'a', replyId: 'r', cause: 'user' });
     const pendingB = b.next();
     await b.return();
     await expect(pendingB).resolves.toEqual({ value: undefined, done: true });
@@ -141,7 +141,7 @@ describe('createAppPubSub (in memory; the Redis event target is covered by multi
     const fast = pubsub.subscribe(Topic.REPLY_STOP);
     const got: unknown[] = [];
     for (let i = 0; i < 1100; i++) {
-      pubsub.publish(Topic.REPLY_STOP, { visionId: String(i), cause: 'user' });
+      pubsub.publish(Topic.REPLY_STOP, { visionId: String(i), replyId: 'r', cause: 'user' });
       got.push((await fast.next()).value);
     }
     expect(got).toHaveLength(1100);

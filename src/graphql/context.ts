@@ -3,7 +3,6 @@ import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import type { DialogService } from '../vision/dialog.service';
-import type { ReplyBuffer } from '../vision/reply-buffer';
 import type { VisionLoaders } from '../vision/vision.loaders';
 import type { Identity } from './auth';
 import type { AppPubSub } from './pubsub';
@@ -29,7 +28,6 @@ export interface GraphQLContext {
   logger: Logger;
   dialog: DialogService;
   pubsub: AppPubSub;
-  replyBuffer: ReplyBuffer;
 }
 
 /** What every operation shares: the process's services. */
@@ -73,8 +71,5 @@ export class OperationContext implements GraphQLContext {
   }
   get pubsub(): AppPubSub {
     return this.services.pubsub;
-  }
-  get replyBuffer(): ReplyBuffer {
-    return this.services.replyBuffer;
   }
 }

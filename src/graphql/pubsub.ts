@@ -33,6 +33,8 @@ export interface ReplyDeltaEvent {
 
 export interface ReplyStopEvent {
   visionId: string;
+  /** The reply to stop: a late signal must not stop the next reply of the vision. */
+  replyId: string;
   cause: string;
 }
 

@@ -4,6 +4,7 @@ import { BadUserInputError } from '../graphql/errors';
 import { Topic, type ReplyDeltaEvent, type StoredMessageEvent } from '../graphql/pubsub';
 import { parseId } from '../graphql/relay';
 import { VisionMessage } from './message.entity';
+import { findRepliesFrom } from './dialog.queries';
 import { replyDeltaStream } from './reply-stream';
 import { getVisionForUser } from './vision.service';
 import { ReplyDelta, SendMessageInput, SendMessagePayload } from './vision.types';
@@ -75,13 +76,23 @@ export class DialogResolver {
       }
       const ctx = context as GraphQLContext;
       const visionId = await ownedVisionId(args.visionId, ctx);
-      return replyDeltaStream({ pubsub: ctx.pubsub, buffer: ctx.replyBuffer, visionId, afterSeq: args.afterSeq as number | null });
+      const replyId = args.replyId == null ? null : parseId(String(args.replyId), 'replyId');
+      if (replyId && (await findRepliesFrom(ctx.sql, visionId, replyId, 1)).length === 0) {
+        throw new BadUserInputError('replyId does not point at a reply of this vision', 'replyId');
+      }
+      return replyDeltaStream({ pubsub: ctx.pubsub, events: ctx.dialog.events, sql: ctx.sql, visionId, afterSeq: args.afterSeq as number | null, replyId });
     },
   })
   replyDelta(
     @Root() event: ReplyDeltaEvent,
     @Arg('visionId', () => ID) _visionId: string,
     @Arg('afterSeq', () => Int, { nullable: true }) _afterSeq?: number | null,
+    @Arg('replyId', () => ID, {
+      nullable: true,
+      description:
+        'The reply that afterSeq counts in. The resume then delivers the rest of that reply (its end,\nfrom the stored message when its chunks are gone) and every later reply from its start.\nWithout it, afterSeq counts in the newest reply.',
+    })
+    _replyId?: string | null,
   ): ReplyDelta {
     return Object.assign(new ReplyDelta(), event);
   }

@@ -2,69 +2,66 @@ import type { Redis } from 'ioredis';
 import type { ReplyDeltaEvent } from '../graphql/pubsub';
 
 /**
- * The events of the reply in progress for each vision, so that a client that resubscribes with
- * `afterSeq` gets what it missed. Shared through Redis when there is one (any instance can serve
- * the resume), in memory otherwise. After a reply is done its events stay a short while; then
- * the stored message is the source of truth.
+ * The events of each reply, kept while it streams and a short while after, so that a client
+ * that resubscribes with `replyId` + `afterSeq` gets what it missed. One buffer per reply: a
+ * resume that names reply R1 finds R1's events even after R2 began. Shared through Redis when
+ * there is one (any instance can serve the resume), in memory otherwise. The database is the
+ * truth: a buffer may be gone (expired, Redis down), and the resume falls back to the stored
+ * message.
  */
 export interface ReplyBuffer {
-  /** Forgets the previous reply of the vision. */
-  begin(visionId: string, replyId: string): Promise<void>;
+  /** Never awaited by the reply path: a slow or absent Redis must not hold a reply up. */
   append(event: ReplyDeltaEvent): Promise<void>;
-  /** Events of the latest reply of the vision, in seq order. */
-  read(visionId: string): Promise<ReplyDeltaEvent[]>;
+  /** Events of the reply in seq order (empty when unknown or expired). */
+  read(replyId: string): Promise<ReplyDeltaEvent[]>;
 }
 
 /** How long a finished reply's events are kept for late resumes. @default 60 s */
-const KEEP_AFTER_DONE_MS = 60_000;
+export const KEEP_AFTER_DONE_MS = 60_000;
 /** Safety net for replies whose process died. */
 const KEEP_MAX_MS = 30 * 60_000;
 
 export class MemoryReplyBuffer implements ReplyBuffer {
-  private readonly replies = new Map<string, { replyId: string; events: ReplyDeltaEvent[]; timer?: NodeJS.Timeout }>();
-
-  async begin(visionId: string, replyId: string): Promise<void> {
-    this.drop(visionId);
-    const entry = { replyId, events: [] as ReplyDeltaEvent[], timer: setTimeout(() => this.drop(visionId), KEEP_MAX_MS) };
-    entry.timer.unref();
-    this.replies.set(visionId, entry);
-  }
+  private readonly replies = new Map<string, { events: ReplyDeltaEvent[]; timer: NodeJS.Timeout }>();
 
   async append(event: ReplyDeltaEvent): Promise<void> {
-    const entry = this.replies.get(event.visionId);
-    if (!entry || entry.replyId !== event.replyId) return;
+    let entry = this.replies.get(event.replyId);
+    if (!entry) {
+      entry = { events: [], timer: this.expire(event.replyId, KEEP_MAX_MS) };
+      this.replies.set(event.replyId, entry);
+    }
     entry.events.push(event);
     if (event.done) {
       clearTimeout(entry.timer);
-      entry.timer = setTimeout(() => this.drop(event.visionId), KEEP_AFTER_DONE_MS);
-      entry.timer.unref();
+      entry.timer = this.expire(event.replyId, KEEP_AFTER_DONE_MS);
     }
   }
 
-  async read(visionId: string): Promise<ReplyDeltaEvent[]> {
-    return [...(this.replies.get(visionId)?.events ?? [])];
+  async read(replyId: string): Promise<ReplyDeltaEvent[]> {
+    return [...(this.replies.get(replyId)?.events ?? [])];
   }
 
-  private drop(visionId: string): void {
-    const entry = this.replies.get(visionId);
-    if (entry) clearTimeout(entry.timer);
-    this.replies.delete(visionId);
+  private expire(replyId: string, ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.replies.delete(replyId), ms);
+    timer.unref();
+    return timer;
   }
 }
 
+/**
+ * A Redis list per reply. It must share its connection with the publisher of the events: an
+ * RPUSH issued before the PUBLISH of the same event is executed first, so a subscriber that
+ * missed the event live finds it in the list without the reply path awaiting either command.
+ */
 export class RedisReplyBuffer implements ReplyBuffer {
   constructor(private readonly redis: Redis) {}
 
-  private key(visionId: string): string {
-    return `vision-path:reply:${visionId}`;
-  }
-
-  async begin(visionId: string, _replyId: string): Promise<void> {
-    await this.redis.del(this.key(visionId));
+  private key(replyId: string): string {
+    return `vision-path:reply:${replyId}`;
   }
 
   async append(event: ReplyDeltaEvent): Promise<void> {
-    const key = this.key(event.visionId);
+    const key = this.key(event.replyId);
     await this.redis
       .multi()
       .rpush(key, JSON.stringify(event))
@@ -72,11 +69,8 @@ export class RedisReplyBuffer implements ReplyBuffer {
       .exec();
   }
 
-  async read(visionId: string): Promise<ReplyDeltaEvent[]> {
-    const items = await this.redis.lrange(this.key(visionId), 0, -1);
-    const events = items.map((s) => JSON.parse(s) as ReplyDeltaEvent);
-    // a list can only hold one reply (begin clears it), but be strict anyway
-    const last = events[events.length - 1];
-    return last ? events.filter((e) => e.replyId === last.replyId) : [];
+  async read(replyId: string): Promise<ReplyDeltaEvent[]> {
+    const items = await this.redis.lrange(this.key(replyId), 0, -1);
+    return items.map((s) => JSON.parse(s) as ReplyDeltaEvent);
   }
 }

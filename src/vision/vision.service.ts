@@ -25,6 +25,22 @@ export function defaultTitle(at: Date, timeZone: string): string {
   return `Визия от ${get('day')}.${get('month')}.${get('year')}`;
 }
 
+/**
+ * True when the string is valid Unicode: a lone surrogate cannot be stored (PostgreSQL rejects
+ * it in jsonb and text) and would otherwise surface as an internal error.
+ */
+export function wellFormed(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Every string in a JSON value (keys included) is valid Unicode. */
+function jsonWellFormed(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return wellFormed(v);
+  if (v === null || typeof v !== 'object' || depth > 100) return true;
+  for (const [k, x] of Object.entries(v)) if (!wellFormed(k) || !jsonWellFormed(x, depth + 1)) return false;
+  return true;
+}
+
 /** Trimmed title of 1..max characters (code points), without control characters. */
 export function validateTitle(raw: string, max: number): string {
   const title = raw.trim();
@@ -33,6 +49,7 @@ export function validateTitle(raw: string, max: number): string {
   if (len > max) throw new BadUserInputError(`title must be at most ${max} characters`, 'title');
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(title)) throw new BadUserInputError('title must not contain control characters', 'title');
+  if (!wellFormed(title)) throw new BadUserInputError('title must be valid Unicode (no lone surrogates)', 'title');
   return title;
 }
 
@@ -43,6 +60,7 @@ export function validateMeta(meta: unknown, maxBytes: number): Record<string, un
   const json = JSON.stringify(meta);
   if (Buffer.byteLength(json, 'utf8') > maxBytes) throw new BadUserInputError(`meta must be at most ${maxBytes} bytes as JSON`, 'meta');
   if (json.includes('\\u0000')) throw new BadUserInputError('meta must not contain NUL characters', 'meta');
+  if (!jsonWellFormed(meta)) throw new BadUserInputError('meta must be valid Unicode (no lone surrogates)', 'meta');
   return meta as Record<string, unknown>;
 }
 
@@ -91,8 +109,8 @@ export async function createVision(
   const meta = validateMeta(opts.meta, rules.maxMetaBytes);
   const [row] = await exec(
     em,
-    `insert into visions (id, userid, title, status, meta, createdat, updatedat) values (?, ?, ?, ?, ?::jsonb, ?, ?) returning *`,
-    [uuidv7(), opts.userId, title, VisionStatus.ACTIVE, meta && JSON.stringify(meta), now, now],
+    `insert into visions (id, userid, title, status, meta, createdat, updatedat) values (?, ?, ?, ?, ?::jsonb, now(), now()) returning *`,
+    [uuidv7(), opts.userId, title, VisionStatus.ACTIVE, meta && JSON.stringify(meta)],
   );
   return Vision.fromRow(row!);
 }

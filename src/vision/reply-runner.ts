@@ -1,0 +1,207 @@
+import type { OpenAI } from 'openai';
+import type { Config } from '../config';
+import { inTransaction, type SqlRunner } from '../db/sql';
+import { toChatMessages } from '../llm/history';
+import type { Logger } from '../logger';
+import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
+import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
+import { loadHistory, saveReplyProgress, storeReplyFinal } from './dialog.queries';
+import type { VisionMessage } from './message.entity';
+import type { ReplyEvents } from './reply-events';
+import { MessageState } from './vision.enums';
+
+/** Why a reply was stopped: a person, a status change, or the server going down. */
+export type StopCause = 'user' | 'status' | 'shutdown';
+
+export interface RunningReply {
+  visionId: string;
+  replyId: string;
+  userMessageId: string;
+  abort: AbortController;
+  /** Settles with the stored final reply; never rejects. */
+  done: Promise<VisionMessage>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs replies: builds the context, calls the model through the metering wrapper, streams the
+ * chunks as `replyDelta` events, saves the growing text (and a heartbeat) every REPLY_FLUSH_MS,
+ * and settles every reply in a stored final state (COMPLETE, STOPPED or FAILED) followed by its
+ * final events. A reply runs independently of the request that asked for it.
+ */
+export class ReplyRunner {
+  /** By vision id: at most one reply per vision runs anywhere (a partial unique index). */
+  private readonly running = new Map<string, RunningReply>();
+  private closing = false;
+
+  constructor(
+    private readonly deps: {
+      sql: SqlRunner;
+      config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
+      llm: { client: OpenAI; model: string; provider: string };
+      breaker: ModelBreaker;
+      events: ReplyEvents;
+      logger: Logger;
+    },
+  ) {}
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** The reply this process runs for the vision. */
+  get(visionId: string): RunningReply | undefined {
+    return this.running.get(visionId);
+  }
+
+  has(replyId: string): boolean {
+    for (const r of this.running.values()) if (r.replyId === replyId) return true;
+    return false;
+  }
+
+  findByUserMessage(userMessageId: string): RunningReply | undefined {
+    for (const r of this.running.values()) if (r.userMessageId === userMessageId) return r;
+    return undefined;
+  }
+
+  /** Aborts the reply if this process runs it (and it is `replyId`, when given); waits until it is stored. */
+  async stop(visionId: string, cause: StopCause, replyId?: string): Promise<boolean> {
+    const local = this.running.get(visionId);
+    if (!local || (replyId && local.replyId !== replyId)) return false;
+    local.abort.abort(cause);
+    await local.done;
+    return true;
+  }
+
+  /** Lets running replies finish for up to `graceMs`, then stops the rest (STOPPED, partial text kept). */
+  async shutdown(graceMs: number): Promise<void> {
+    const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
+    if (this.running.size) {
+      await Promise.race([all(), sleep(graceMs)]);
+      this.closing = true;
+      for (const r of this.running.values()) r.abort.abort('shutdown');
+      await all();
+    }
+    this.closing = true;
+  }
+
+  launch(title: string, userId: string, user: VisionMessage, reply: VisionMessage): RunningReply {
+    const run: RunningReply = {
+      visionId: reply.visionId,
+      replyId: reply.id,
+      userMessageId: user.id,
+      abort: new AbortController(),
+      done: undefined as unknown as Promise<VisionMessage>,
+    };
+    this.running.set(run.visionId, run);
+    run.done = this.generate(run, title, userId, reply).finally(() => {
+      if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
+    });
+    return run;
+  }
+
+  /** Generates one reply; never rejects: every outcome ends in a stored final state and its events. */
+  private async generate(run: RunningReply, title: string, userId: string, reply: VisionMessage): Promise<VisionMessage> {
+    const { config, llm, logger, events, sql } = this.deps;
+    let content = '';
+    let saved = '';
+    let seq = 0;
+    let lastBeat = Date.now();
+    let saving: Promise<void> | null = null;
+
+    // saves the growing text (and the heartbeat) at least every REPLY_FLUSH_MS
+    const save = async () => {
+      if (content === saved && Date.now() - lastBeat < config.dialog.staleMs / 3) return;
+      const text = content;
+      const open = await saveReplyProgress(sql, reply.id, text);
+      saved = text;
+      lastBeat = Date.now();
+      // closed by someone else (stopReply on another instance, a status change): stop the upstream call
+      if (!open) run.abort.abort('user');
+    };
+    const ticker = setInterval(() => {
+      if (saving) return;
+      saving = save()
+        .catch((err) => logger.warn({ err, replyId: reply.id }, 'saving a reply in progress failed'))
+        .finally(() => (saving = null));
+    }, config.dialog.flushMs);
+
+    let result: CallModelResult | undefined;
+    let failure: ModelFailureReason | undefined;
+    try {
+      const history = await loadHistory(sql, reply.visionId, config.maxMessages);
+      result = await this.deps.breaker.run(
+        () =>
+          callModelAndLogTokens({
+            em: sql,
+            client: llm.client,
+            clientId: userId,
+            clientType: 'user',
+            provider: llm.provider,
+            model: llm.model,
+            messages: toChatMessages({ systemPrompt: config.dialog.systemPrompt, title, history }),
+            meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id },
+            signal: run.abort.signal,
+            timeoutMs: config.llm.timeoutMs,
+            onDelta: (delta) => {
+              content += delta;
+              seq++;
+              events.delta({ visionId: reply.visionId, replyId: reply.id, seq, delta, done: false, state: MessageState.STREAMING });
+            },
+          }),
+        (r) => r.finish === 'failed',
+      );
+      if (result.finish === 'failed') {
+        failure = result.reason;
+        logger.warn({ visionId: reply.visionId, replyId: reply.id, reason: result.reason, err: String(result.error) }, 'model call failed');
+      }
+    } catch (err) {
+      failure = 'upstream_error';
+      if (err instanceof BreakerOpenError) {
+        // no call was made, so no tokens were spent and no tokenscount row is written
+        logger.warn({ visionId: reply.visionId, replyId: reply.id }, 'model breaker open: reply failed at once');
+      } else {
+        // the history read or the tokenscount write failed: the reply cannot be trusted as complete
+        logger.error({ err, visionId: reply.visionId, replyId: reply.id }, 'reply generation failed');
+      }
+    } finally {
+      clearInterval(ticker);
+    }
+    await saving;
+
+    const state = failure ? MessageState.FAILED : result?.finish === 'stopped' ? MessageState.STOPPED : MessageState.COMPLETE;
+    const payload = failure ? { error: { reason: failure } } : null;
+    const final = await this.storeFinal(reply, state, result?.content ?? content, payload);
+    if (final) events.ended(final, seq + 1);
+    // not stored (the database stayed away until shutdown): the next sweep closes it and publishes its end
+    return final ?? reply;
+  }
+
+  /**
+   * Writes the final state, retrying while the database is unreachable, so a live process never
+   * leaves a reply STREAMING. Gives up (null) only when the server is shutting down: the next
+   * start's sweeper closes the reply then.
+   */
+  private async storeFinal(
+    reply: VisionMessage,
+    state: MessageState,
+    content: string,
+    payload: Record<string, unknown> | null,
+  ): Promise<VisionMessage | null> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await inTransaction(this.deps.sql, (tx) =>
+          storeReplyFinal(tx, { replyId: reply.id, visionId: reply.visionId, state, content, payload }),
+        );
+      } catch (err) {
+        if (this.closing && attempt >= 3) {
+          this.deps.logger.error({ err, replyId: reply.id }, 'storing the final reply failed; the next start closes it');
+          return null;
+        }
+        this.deps.logger.warn({ err, replyId: reply.id, attempt }, 'storing the final reply failed; retrying');
+        await sleep(Math.min(5000, 100 * 2 ** attempt));
+      }
+    }
+  }
+}
