@@ -1,5 +1,6 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261124000000_init } from './Migration20261124000000_init';
+import { Migration20261126000000_tokenscount_state } from './Migration20261126000000_tokenscount_state';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -8,4 +9,5 @@ import { Migration20261124000000_init } from './Migration20261124000000_init';
  */
 export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261124000000_init', class: Migration20261124000000_init },
+  { name: 'Migration20261126000000_tokenscount_state', class: Migration20261126000000_tokenscount_state },
 ];

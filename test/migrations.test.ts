@@ -1,6 +1,9 @@
 import pino from 'pino';
+import { migrationsList } from '../migrations/index';
 import { initOrm, migrateDown, migrateUp, type Orm } from '../src/db/orm';
 import { createScratchDatabase } from './support/db';
+
+const ALL = migrationsList.map((m) => m.name);
 
 describe('migrations', () => {
   let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
@@ -22,7 +25,7 @@ describe('migrations', () => {
 
   it('go up from an empty database to the seed tables with their constraints and indexes', async () => {
     expect(await tables()).toEqual([]);
-    expect(await migrateUp(orm)).toEqual(['Migration20261124000000_init']);
+    expect(await migrateUp(orm)).toEqual(ALL);
     expect(await tables()).toEqual(['files', 'tokenscount', 'vision_messages', 'visions']);
     const cols = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string }>(
       `select table_name, column_name, data_type, is_nullable from information_schema.columns where table_schema = 'public' and table_name in ('visions', 'tokenscount') order by table_name, ordinal_position`,
@@ -38,9 +41,10 @@ describe('migrations', () => {
     ]);
     const tc = cols.filter((c) => c.table_name === 'tokenscount');
     expect(tc.map((c) => c.column_name)).toEqual([
-      'id', 'clientid', 'clienttype', 'provider', 'model', 'prompttokens', 'completiontokens', 'totaltokens', 'rawusage', 'meta', 'createdat',
+      'id', 'clientid', 'clienttype', 'provider', 'model', 'prompttokens', 'completiontokens', 'totaltokens', 'rawusage', 'meta', 'createdat', 'state',
     ]);
-    expect(tc.filter((c) => c.is_nullable === 'NO').map((c) => c.column_name)).toEqual(['id']);
+    // the seed's columns stay nullable; `state` is ours
+    expect(tc.filter((c) => c.is_nullable === 'NO').map((c) => c.column_name)).toEqual(['id', 'state']);
     const [{ seq }] = await sql<{ seq: string | null }>(`select pg_get_serial_sequence('tokenscount', 'id') as seq`);
     expect(seq).toBe('public.tokenscount_id_seq');
 
@@ -71,10 +75,24 @@ describe('migrations', () => {
     await sql(`delete from vision_messages; delete from visions`);
   });
 
+  it('tokenscount.state: rows written before it are settled; only pending and settled; a partial index of the pending rows', async () => {
+    const name = 'Migration20261126000000_tokenscount_state';
+    // `to` is inclusive: this one and any later migration are reverted
+    expect(await migrateDown(orm, { to: name })).toEqual(ALL.slice(ALL.indexOf(name)).reverse());
+    await sql(`insert into tokenscount (clientid, prompttokens, completiontokens, totaltokens, meta) values ('old', 1, 2, 3, '{"finish":"complete"}')`);
+    expect(await migrateUp(orm)).toEqual(ALL.slice(ALL.indexOf(name)));
+    expect(await sql(`select clientid, state from tokenscount`)).toEqual([{ clientid: 'old', state: 'settled' }]);
+    await expect(sql(`insert into tokenscount (clientid, state) values ('x', 'done')`)).rejects.toThrow(/tokenscount_state_check/);
+    await expect(sql(`insert into tokenscount (clientid, state) values ('x', null)`)).rejects.toThrow(/null/);
+    const [idx] = await sql<{ indexdef: string }>(`select indexdef from pg_indexes where indexname = 'tokenscount_pending_createdat_idx'`);
+    expect(idx!.indexdef).toMatch(/\(createdat\) WHERE \(state = 'pending'::text\)$/);
+    await sql(`delete from tokenscount`);
+  });
+
   it('go down to an empty database and up again', async () => {
-    expect(await migrateDown(orm, { to: 0 })).toEqual(['Migration20261124000000_init']);
+    expect(await migrateDown(orm, { to: 0 })).toEqual([...ALL].reverse());
     expect(await tables()).toEqual([]);
-    expect(await migrateUp(orm)).toEqual(['Migration20261124000000_init']);
+    expect(await migrateUp(orm)).toEqual(ALL);
     expect(await tables()).toHaveLength(4);
     expect(await migrateUp(orm)).toEqual([]);
   });

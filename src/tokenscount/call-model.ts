@@ -1,11 +1,27 @@
-import { countTokens, encodeChat } from 'gpt-tokenizer';
-import { queryRows, type SqlRunner } from '../db/sql';
-import { APIConnectionTimeoutError, APIError, OpenAIError, type OpenAI } from 'openai';
+import type { OpenAI } from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
+import type { SqlRunner } from '../db/sql';
+import type { Logger } from '../logger';
+import {
+  estimateCompletion,
+  estimatePrompt,
+  insertPendingCall,
+  settleCallWithRetry,
+  TokensCountWriteError,
+} from './call-rows';
+import {
+  classifyModelFailure,
+  DeltaHandlerError,
+  IncompleteStreamError,
+  type FinishReason,
+  type ModelFailure,
+  type ModelFailureReason,
+} from './model-failure';
 
-/** Why a model call failed, as the contract's `extensions.reason` says. */
-export type ModelFailureReason = 'timeout' | 'rate_limited' | 'upstream_error' | 'bad_response';
+export { classifyModelError, classifyModelFailure, isProviderFault, type FinishReason, type ModelFailure, type ModelFailureReason } from './model-failure';
+export { settleAbandonedCalls, settlePendingCall, TokensCountWriteError, type SettlePendingCall } from './call-rows';
+
 export type ModelFinish = 'complete' | 'stopped' | 'failed';
 
 export interface CallModelParams {
@@ -28,6 +44,15 @@ export interface CallModelParams {
   timeoutMs: number;
   /** Each piece of content as it arrives, in order; awaited before the next one. */
   onDelta?: (delta: string) => void | Promise<void>;
+  /**
+   * Aborted when the process shuts down: the final write of the row then gives up after a few
+   * attempts instead of ~20 (the row stays pending and a sweeper settles it).
+   */
+  closing?: AbortSignal;
+  /** Attempts of the row's final write while the process runs. @default 20 */
+  settleAttempts?: number;
+  /** Where failed attempts of the row's final write are reported. */
+  logger?: Pick<Logger, 'warn' | 'error'>;
 }
 
 export interface CallModelResult {
@@ -35,46 +60,56 @@ export interface CallModelResult {
   finish: ModelFinish;
   /** Set when `finish` is failed. */
   reason?: ModelFailureReason;
+  /** Set when `finish` is failed: whether it says the provider is failing for everyone (see isProviderFault). */
+  providerFault?: boolean;
+  /** HTTP status of a failed call, when the provider answered with one. */
+  status?: number;
   error?: unknown;
+  /**
+   * The provider's `finish_reason`. A `complete` call has one: `length` (max tokens reached) and
+   * `content_filter` mean the text is cut short on purpose, so a client can offer "continue".
+   * `null` when the call was stopped, failed before the end, or the stream had none (then the
+   * call is `failed` with `bad_response`).
+   */
+  finishReason: FinishReason | null;
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
   /** True when the provider sent no usage and the counts come from the tokenizer. */
   estimated: boolean;
+  /** The local tokenizer's count of the prompt, kept beside the provider's (meta.localPromptTokens). */
+  localPromptTokens: number;
   /** The tokenscount row written for this call. */
   tokensCountId: string;
-}
-
-/** Maps what the SDK throws to the contract's failure reasons. */
-export function classifyModelError(err: unknown, timedOut: boolean): ModelFailureReason {
-  if (timedOut || err instanceof APIConnectionTimeoutError) return 'timeout';
-  if (err instanceof APIError && err.status === 429) return 'rate_limited';
-  if (err instanceof APIError) return 'upstream_error';
-  // the SDK parses each server-sent event as JSON; a broken one surfaces as a SyntaxError
-  if (err instanceof SyntaxError) return 'bad_response';
-  if (err instanceof OpenAIError && /pars|json|unexpected/i.test(err.message)) return 'bad_response';
-  return 'upstream_error';
-}
-
-function estimatePrompt(messages: ChatCompletionMessageParam[]): number {
-  const plain = messages.map((m) => ({
-    role: m.role as 'user',
-    content: typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? ''),
-  }));
-  try {
-    return encodeChat(plain).length;
-  } catch {
-    return countTokens(plain.map((m) => m.content).join('\n'));
-  }
+  /** False when the row's final write gave up (shutdown): it stays pending until a sweeper settles it. */
+  settled: boolean;
 }
 
 /**
  * The TypeScript twin of the seed's `call_model_and_log_tokens`: one streamed Chat Completions
- * call through the official SDK, and exactly one `tokenscount` row for it, whether it completes,
- * is stopped or fails. Model failures are returned (`finish: "failed"` with a reason), not
- * thrown; only a failure to write the row throws.
+ * call through the official SDK, and exactly one `tokenscount` row for it. The row is written
+ * (pending, with the local prompt estimate) before the request leaves, so a process killed
+ * mid-stream still leaves it for the sweeper; when that write fails the model is not called and
+ * {@link TokensCountWriteError} is thrown. When the call ends the row gets the final numbers,
+ * retried through database hiccups. Model failures are returned (`finish: "failed"` with a
+ * reason), never thrown.
  */
 export async function callModelAndLogTokens(p: CallModelParams): Promise<CallModelResult> {
+  const localPromptTokens = estimatePrompt(p.messages);
+  let tokensCountId: string;
+  try {
+    tokensCountId = await insertPendingCall(p.em, {
+      clientId: p.clientId,
+      clientType: p.clientType,
+      provider: p.provider,
+      model: p.model,
+      promptTokens: localPromptTokens,
+      meta: { ...p.meta, finish: 'pending', localPromptTokens },
+    });
+  } catch (err) {
+    throw new TokensCountWriteError(err);
+  }
+
   const ac = new AbortController();
   const onAbort = () => ac.abort(p.signal?.reason);
   if (p.signal?.aborted) ac.abort(p.signal.reason);
@@ -87,8 +122,9 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
 
   let content = '';
   let usage: CompletionUsage | undefined;
+  let finishReason: FinishReason | null = null;
   let finish: ModelFinish = 'complete';
-  let reason: ModelFailureReason | undefined;
+  let failure: ModelFailure | undefined;
   let error: unknown;
   try {
     const stream = await p.client.chat.completions.create(
@@ -97,49 +133,72 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     );
     for await (const chunk of stream) {
       if (chunk.usage) usage = chunk.usage;
-      const delta = chunk.choices?.[0]?.delta?.content;
+      const choice = chunk.choices?.[0];
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      const delta = choice?.delta?.content;
       if (delta) {
         content += delta;
-        await p.onDelta?.(delta);
+        try {
+          await p.onDelta?.(delta);
+        } catch (err) {
+          throw new DeltaHandlerError(err);
+        }
       }
     }
     if (ac.signal.aborted) throw ac.signal.reason;
+    if (!finishReason) throw new IncompleteStreamError();
   } catch (err) {
     if (p.signal?.aborted && !timedOut) {
       finish = 'stopped';
     } else {
       finish = 'failed';
-      reason = classifyModelError(err, timedOut);
-      error = err;
+      failure = classifyModelFailure(err, timedOut);
+      error = err instanceof DeltaHandlerError ? err.cause : err;
     }
+    finishReason = null;
   } finally {
     clearTimeout(timer);
     p.signal?.removeEventListener('abort', onAbort);
   }
 
   const estimated = !usage;
-  const promptTokens = usage?.prompt_tokens ?? estimatePrompt(p.messages);
-  const completionTokens = usage?.completion_tokens ?? (content ? countTokens(content) : 0);
+  const promptTokens = usage?.prompt_tokens ?? localPromptTokens;
+  const completionTokens = usage?.completion_tokens ?? estimateCompletion(content);
   const totalTokens = usage?.total_tokens ?? promptTokens + completionTokens;
-  // one raw statement: this runs once per model call, and the ORM's insert path (query builder,
-  // entity validation) costs more than the statement itself
-  const [row] = await queryRows<{ id: string }>(
+  const settled = await settleCallWithRetry(
     p.em,
-    `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, rawusage, meta, createdat)
-     values (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?) returning id`,
-    [
-      p.clientId,
-      p.clientType,
-      p.provider,
-      p.model,
+    tokensCountId,
+    {
       promptTokens,
       completionTokens,
       totalTokens,
-      usage ? JSON.stringify(usage) : null,
-      JSON.stringify({ ...p.meta, finish, ...(reason ? { reason } : {}), ...(estimated ? { estimated: true } : {}) }),
-      new Date(),
-    ],
+      rawUsage: usage ?? null,
+      meta: {
+        ...p.meta,
+        finish,
+        ...(failure ? { reason: failure.reason } : {}),
+        ...(failure?.status ? { status: failure.status } : {}),
+        ...(finishReason ? { finishReason } : {}),
+        ...(estimated ? { estimated: true } : {}),
+        localPromptTokens,
+      },
+    },
+    { closing: p.closing, attempts: p.settleAttempts, logger: p.logger },
   );
-  const id = row!.id;
-  return { content, finish, reason, error, promptTokens, completionTokens, totalTokens, estimated, tokensCountId: String(id) };
+  return {
+    content,
+    finish,
+    reason: failure?.reason,
+    providerFault: failure?.providerFault,
+    status: failure?.status,
+    error,
+    finishReason,
+    promptTokens,
+    completionTokens,
+    totalTokens,
+    estimated,
+    localPromptTokens,
+    tokensCountId,
+    settled,
+  };
 }

@@ -2,7 +2,7 @@ import { BigIntType, Entity, PrimaryKey, Property } from '@mikro-orm/core';
 
 /**
  * One row per model call (seed §2.5), for any module: visions, visitors, system jobs.
- * Every column but id is nullable, as in the seed.
+ * Every seed column but id is nullable, as in the seed; `state` is ours (see the migration).
  */
 @Entity({ tableName: 'tokenscount' })
 export class TokensCount {
@@ -38,4 +38,8 @@ export class TokensCount {
 
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat', nullable: true })
   createdAt?: Date = new Date();
+
+  /** `pending` while the call runs (or after its process died), `settled` once its numbers are final. */
+  @Property({ type: 'text', default: 'settled' })
+  state: 'pending' | 'settled' = 'settled';
 }

@@ -8,7 +8,7 @@ import { parseId } from '../graphql/relay';
 import type { Logger } from '../logger';
 import type { ModelBreaker } from '../llm/breaker';
 import type { RateLimits } from '../graphql/rate-limits';
-import type { ModelFailureReason } from '../tokenscount/call-model';
+import { settlePendingCall, type ModelFailureReason } from '../tokenscount/call-model';
 import {
   CLIENT_KEY,
   constraintOf,
@@ -98,6 +98,10 @@ export class DialogService {
       events: this.events,
       logger: deps.logger,
       isLocal: (replyId) => this.runner.has(replyId),
+      abandonedCallMs: deps.config.llm.timeoutMs + deps.config.dialog.staleMs,
+      onClosed: async (reply) => {
+        await settlePendingCall(this.sql, { meta: { module: 'vision', messageid: reply.id }, completionText: reply.content, reason: 'interrupted' });
+      },
     });
   }
 

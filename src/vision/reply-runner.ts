@@ -4,7 +4,7 @@ import { inTransaction, type SqlRunner } from '../db/sql';
 import { toChatMessages } from '../llm/history';
 import type { Logger } from '../logger';
 import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
-import { callModelAndLogTokens, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
+import { callModelAndLogTokens, isProviderFault, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import { loadHistory, saveReplyProgress, storeReplyFinal } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
@@ -33,7 +33,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class ReplyRunner {
   /** By vision id: at most one reply per vision runs anywhere (a partial unique index). */
   private readonly running = new Map<string, RunningReply>();
-  private closing = false;
+  /** Aborted when the server shuts down: final writes then give up sooner. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly deps: {
@@ -79,11 +80,11 @@ export class ReplyRunner {
     const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
     if (this.running.size) {
       await Promise.race([all(), sleep(graceMs)]);
-      this.closing = true;
+      this.closing.abort();
       for (const r of this.running.values()) r.abort.abort('shutdown');
       await all();
     }
-    this.closing = true;
+    this.closing.abort();
   }
 
   launch(title: string, userId: string, user: VisionMessage, reply: VisionMessage): RunningReply {
@@ -144,13 +145,15 @@ export class ReplyRunner {
             meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id },
             signal: run.abort.signal,
             timeoutMs: config.llm.timeoutMs,
+            closing: this.closing.signal,
+            logger,
             onDelta: (delta) => {
               content += delta;
               seq++;
               events.delta({ visionId: reply.visionId, replyId: reply.id, seq, delta, done: false, state: MessageState.STREAMING });
             },
           }),
-        (r) => r.finish === 'failed',
+        isProviderFault,
       );
       if (result.finish === 'failed') {
         failure = result.reason;
@@ -171,7 +174,8 @@ export class ReplyRunner {
     await saving;
 
     const state = failure ? MessageState.FAILED : result?.finish === 'stopped' ? MessageState.STOPPED : MessageState.COMPLETE;
-    const payload = failure ? { error: { reason: failure } } : null;
+    const cut = result?.finish === 'complete' && (result.finishReason === 'length' || result.finishReason === 'content_filter');
+    const payload = failure ? { error: { reason: failure } } : cut ? { finishReason: result!.finishReason } : null;
     const final = await this.storeFinal(reply, state, result?.content ?? content, payload);
     if (final) events.ended(final, seq + 1);
     // not stored (the database stayed away until shutdown): the next sweep closes it and publishes its end
@@ -195,7 +199,7 @@ export class ReplyRunner {
           storeReplyFinal(tx, { replyId: reply.id, visionId: reply.visionId, state, content, payload }),
         );
       } catch (err) {
-        if (this.closing && attempt >= 3) {
+        if (this.closing.signal.aborted && attempt >= 3) {
           this.deps.logger.error({ err, replyId: reply.id }, 'storing the final reply failed; the next start closes it');
           return null;
         }

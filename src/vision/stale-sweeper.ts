@@ -1,5 +1,6 @@
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
+import { settleAbandonedCalls } from '../tokenscount/call-model';
 import { closeStaleReply, findStaleReplies } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
@@ -23,6 +24,8 @@ export class StaleReplySweeper {
       logger: Logger;
       /** Whether this process runs the reply (it is never stale then, only slow to save). */
       isLocal(replyId: string): boolean;
+      /** A tokenscount row still pending after this long belongs to a dead process (no live call lasts that long). */
+      abandonedCallMs: number;
       /** Called for each reply closed here (e.g. to settle the model call's tokenscount row). */
       onClosed?(reply: VisionMessage): Promise<void>;
     },
@@ -59,6 +62,11 @@ export class StaleReplySweeper {
       await this.deps.onClosed?.(final).catch((err) => logger.warn({ err, replyId: final.id }, 'settling a closed reply failed'));
     }
     if (closed) logger.warn({ replies: closed }, 'closed replies left STREAMING by a stopped process');
+    // after the replies: a reply closed above settles its row with an estimate from its text
+    if (!visionId) {
+      const calls = await settleAbandonedCalls(sql, { olderThanMs: this.deps.abandonedCallMs });
+      if (calls) logger.warn({ calls }, 'settled tokenscount rows of calls whose process died');
+    }
     return closed;
   }
 }

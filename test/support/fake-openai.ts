@@ -22,8 +22,20 @@ export type Behaviour =
    * - `chunkDelayMs`: delay between content chunks.
    * - `hold`: after the first chunk is written, the rest waits for this promise (act mid-reply).
    *   Non-streaming: the whole reply waits for `firstByteDelayMs`, then for `hold`.
+   * - `finishReason`: of the finish chunk, default `'stop'`; `null`: no finish chunk at all (the
+   *   stream still ends cleanly, with usage and `[DONE]`), as a proxy that cut a reply would.
+   * - `done`: false to end the body without `data: [DONE]` (clean end of file).
    */
-  | { kind: 'stream'; chunks: string[]; usage?: Usage | null; firstByteDelayMs?: number; chunkDelayMs?: number; hold?: Promise<void> }
+  | {
+      kind: 'stream';
+      chunks: string[];
+      usage?: Usage | null;
+      firstByteDelayMs?: number;
+      chunkDelayMs?: number;
+      hold?: Promise<void>;
+      finishReason?: 'stop' | 'length' | 'content_filter' | 'tool_calls' | null;
+      done?: boolean;
+    }
   /**
    * An HTTP error (e.g. 429 with `{ 'retry-after': '1' }`, 500, 503). `body` defaults to an
    * OpenAI-like `{ error: { message, type, code } }`; a string body is sent as is.
@@ -60,7 +72,13 @@ export interface FakeOpenAI {
   enqueue(...b: Behaviour[]): void;
   /** Used when the queue is empty; initially `{ kind: 'stream', chunks: ['Hello', ' from', ' the', ' coach.'] }`. */
   defaultBehaviour: Behaviour;
-  /** Clears the queue and the recorded requests, restores the initial default behaviour. */
+  /**
+   * Awaited for each chat request after it is recorded and before any byte of the answer is
+   * written (e.g. to look at the database at the moment the request arrives). A throw drops the
+   * connection. Cleared by `reset()`.
+   */
+  onRequest?: (r: RecordedRequest) => void | Promise<void>;
+  /** Clears the queue, the recorded requests and `onRequest`, restores the initial default behaviour. */
   reset(): void;
   /** Resolves when `n` requests have been received in total (use to sync tests). Default timeout 5000 ms. */
   waitForRequests(n: number, timeoutMs?: number): Promise<void>;
@@ -91,6 +109,7 @@ class FakeOpenAIServer implements FakeOpenAI {
   baseURL = '';
   requests: RecordedRequest[] = [];
   defaultBehaviour: Behaviour = initialBehaviour();
+  onRequest?: (r: RecordedRequest) => void | Promise<void>;
 
   private queue: Behaviour[] = [];
   private sockets = new Set<Socket>();
@@ -124,6 +143,7 @@ class FakeOpenAIServer implements FakeOpenAI {
     this.queue = [];
     this.requests = [];
     this.defaultBehaviour = initialBehaviour();
+    this.onRequest = undefined;
   }
 
   waitForRequests(n: number, timeoutMs = 5000): Promise<void> {
@@ -226,6 +246,7 @@ class FakeOpenAIServer implements FakeOpenAI {
     }
 
     const behaviour = this.queue.length > 0 ? this.queue.shift()! : this.defaultBehaviour;
+    if (this.onRequest) await this.onRequest(rec);
     const ctx: ReplyContext = {
       id: `chatcmpl-fake-${n}`,
       created: Math.floor(Date.now() / 1000),
@@ -291,10 +312,11 @@ class FakeOpenAIServer implements FakeOpenAI {
     }
     if (b.chunks.length === 0 && b.hold) await Promise.race([b.hold, this.closedPromise]);
     if (!writable(res)) return;
-    void write(res, event({ ...chunkBase(ctx), choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] }));
+    const finishReason = b.finishReason === undefined ? 'stop' : b.finishReason;
+    if (finishReason !== null) void write(res, event({ ...chunkBase(ctx), choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }] }));
     const usage = usageOf(b);
     if (ctx.includeUsage && usage !== null) void write(res, event({ ...chunkBase(ctx), choices: [], usage }));
-    void write(res, 'data: [DONE]\n\n');
+    if (b.done !== false) void write(res, 'data: [DONE]\n\n');
     safeEnd(res);
   }
 
@@ -308,7 +330,7 @@ class FakeOpenAIServer implements FakeOpenAI {
       object: 'chat.completion',
       created: ctx.created,
       model: ctx.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: b.chunks.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' }],
+      choices: [{ index: 0, message: { role: 'assistant', content: b.chunks.join(''), refusal: null }, logprobs: null, finish_reason: b.finishReason === undefined ? 'stop' : b.finishReason }],
       ...(usage === null ? {} : { usage }),
     });
   }
