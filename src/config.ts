@@ -21,6 +21,11 @@ export interface AuthConfig {
   audience?: string;
   /** Claim that holds the user id (AUTH_USER_ID_CLAIM). @default "sub" */
   userIdClaim: string;
+  /**
+   * Clock skew allowed between the token issuer and this server, for `exp` and `nbf`
+   * (AUTH_CLOCK_TOLERANCE_SECONDS, 0-300). @default 30
+   */
+  clockToleranceSeconds: number;
   /** True when neither a secret nor a JWKS URL is configured and NODE_ENV is not production. */
   devHeaderAllowed: boolean;
 }
@@ -103,6 +108,8 @@ export interface LimitsConfig {
   wsInitTimeoutMs: number;
   /** Ping interval; a WebSocket that did not answer the previous ping is terminated. @default 12000 */
   wsKeepAliveMs: number;
+  /** Estimated bytes of valid WebSocket documents kept parsed (shared by identical texts); 0 keeps none. @default 4194304 */
+  wsDocumentCacheBytes: number;
   /** Largest HTTP request body. @default 1048576 */
   maxBodyBytes: number;
   /** Time to receive the request headers. @default 10000 */
@@ -238,6 +245,7 @@ export function loadConfig(env: Env): Config {
       issuer: str(env, 'AUTH_JWT_ISSUER'),
       audience: str(env, 'AUTH_JWT_AUDIENCE'),
       userIdClaim: str(env, 'AUTH_USER_ID_CLAIM') ?? 'sub',
+      clockToleranceSeconds: int(env, 'AUTH_CLOCK_TOLERANCE_SECONDS', 30, 0, 300),
       devHeaderAllowed: !hasJwt && !production,
     },
     titleTimeZone: timeZone(env, 'TITLE_TIME_ZONE', 'UTC'),
@@ -267,6 +275,7 @@ export function loadConfig(env: Env): Config {
       maxSubscriptionsPerConnection: int(env, 'MAX_SUBSCRIPTIONS_PER_CONNECTION', 50, 1, 10_000),
       wsInitTimeoutMs: int(env, 'WS_INIT_TIMEOUT_MS', 3000, 100, 600_000),
       wsKeepAliveMs: int(env, 'WS_KEEPALIVE_MS', 12_000, 100, 600_000),
+      wsDocumentCacheBytes: int(env, 'WS_DOCUMENT_CACHE_BYTES', 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
       headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
       requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', llmTimeoutMs + 30_000, 1000, 3_600_000),

@@ -53,7 +53,7 @@ export async function startServer(opts: {
 }): Promise<AppServer> {
   const { config, logger, db } = opts;
   const schema = opts.schema ?? (await createSchema());
-  const auth = createAuthenticator(config.auth);
+  const auth = createAuthenticator(config.auth, { logger });
   const backend = await createPubSubBackend({ redisUrl: config.redisUrl, logger });
   const pubsub = backend.pubsub;
   const replyBuffer: ReplyBuffer = backend.redis ? new RedisReplyBuffer(backend.redis) : new MemoryReplyBuffer();

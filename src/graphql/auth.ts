@@ -1,18 +1,22 @@
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { AuthConfig } from '../config';
-import { UnauthenticatedError } from './errors';
+import type { Logger } from '../logger';
+import { AppError, AuthUnavailableError, UnauthenticatedError } from './errors';
 
-/** Verified tokens kept in memory (until their `exp`). */
+/** Verified tokens kept in memory (until they expire). */
 const VERIFIED_CACHE_SIZE = 10_000;
 
 /** Longest user id accepted from a token or the development header. */
 const MAX_USER_ID = 200;
 
+/** At most one log line per this interval while the JWKS endpoint is unreachable. */
+const OUTAGE_LOG_INTERVAL_MS = 10_000;
+
 export interface Identity {
   userId: string;
   /**
-   * When the credential stops being valid (epoch ms, from the JWT's `exp`); absent for the
-   * development header. A WebSocket starts no subscription after it.
+   * When the server stops accepting the credential (epoch ms): the JWT's `exp` plus the clock
+   * tolerance. Absent for the development header. A WebSocket starts no subscription after it.
    */
   expiresAt?: number;
 }
@@ -20,9 +24,15 @@ export interface Identity {
 export interface Authenticator {
   /**
    * Resolves the caller from an `Authorization` value and the development `x-user-id` value.
-   * Returns null when neither is present; throws UNAUTHENTICATED when a credential is invalid.
+   * Returns null when neither is present; throws UNAUTHENTICATED when a credential is invalid,
+   * and {@link AuthUnavailableError} when the JWKS endpoint cannot be reached.
    */
   authenticate(authorization: string | undefined, devUserId: string | undefined): Promise<Identity | null>;
+}
+
+/** True once an identity's credential is no longer accepted (a WebSocket outliving its token). */
+export function identityExpired(identity: Identity | null | undefined, now: number): boolean {
+  return identity?.expiresAt !== undefined && now >= identity.expiresAt;
 }
 
 function checkUserId(raw: unknown): string {
@@ -32,24 +42,74 @@ function checkUserId(raw: unknown): string {
   return id;
 }
 
+/** The JWKS endpoint could not be asked: the network, a timeout or its own failure (5xx, 429). */
+class JwksUnreachable extends Error {
+  override name = 'JwksUnreachable';
+}
+
+/**
+ * jose's fetch, with the failures that are the endpoint's (not the token's) marked, so they are
+ * told apart from a 4xx or a key set without the token's key. A timeout stays jose's own
+ * ERR_JWKS_TIMEOUT.
+ */
+async function fetchJwks(url: string, init: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(url, init);
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError') throw err;
+    throw new JwksUnreachable('The JWKS endpoint cannot be reached', { cause: err });
+  }
+  if (res.status >= 500 || res.status === 429) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new JwksUnreachable(`The JWKS endpoint answered ${res.status}`);
+  }
+  return res;
+}
+
+function isJwksOutage(err: unknown): boolean {
+  return err instanceof JwksUnreachable || (err as { code?: string }).code === 'ERR_JWKS_TIMEOUT';
+}
+
+function describeInvalid(err: unknown): string {
+  const { code, claim, reason } = err as { code?: string; claim?: string; reason?: string };
+  if (code === 'ERR_JWT_EXPIRED') return 'the token has expired';
+  if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
+    return reason === 'missing' ? `the token has no ${claim} claim` : `the token's ${claim ?? ''} claim is not accepted`;
+  }
+  if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return 'the token signature is invalid';
+  if (code === 'ERR_JWKS_NO_MATCHING_KEY') return 'the token was not signed by a known key';
+  return 'the token is invalid';
+}
+
 /** JWT identity with `jose`: HS256 via a shared secret, or any asymmetric algorithm via JWKS. */
-export function createAuthenticator(config: AuthConfig): Authenticator {
+export function createAuthenticator(config: AuthConfig, opts: { logger?: Logger } = {}): Authenticator {
   let key: Uint8Array | JWTVerifyGetKey | undefined;
   let algorithms: string[] | undefined;
   if (config.jwtSecret) {
     key = new TextEncoder().encode(config.jwtSecret);
     algorithms = ['HS256'];
   } else if (config.jwksUrl) {
-    key = createRemoteJWKSet(new URL(config.jwksUrl));
+    key = createRemoteJWKSet(new URL(config.jwksUrl), { [customFetch]: fetchJwks });
   }
+  const toleranceMs = config.clockToleranceSeconds * 1000;
+
+  let lastOutageLog = 0;
+  const outage = (err: unknown): never => {
+    const now = Date.now();
+    if (now - lastOutageLog >= OUTAGE_LOG_INTERVAL_MS) {
+      lastOutageLog = now;
+      opts.logger?.warn({ err }, 'JWKS endpoint unavailable: tokens cannot be verified (answering auth_unavailable)');
+    }
+    throw new AuthUnavailableError();
+  };
 
   // verified tokens are remembered until they expire: a client sends the same token with every
   // request, and verifying it again is a measurable share of a cheap query
-  const verified = new Map<string, { userId: string; exp: number }>();
-  const remember = (token: string, userId: string, exp: number | undefined) => {
-    if (!exp) return;
+  const verified = new Map<string, Identity & { expiresAt: number }>();
+  const remember = (token: string, identity: Identity & { expiresAt: number }) => {
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
-    verified.set(token, { userId, exp: exp * 1000 });
+    verified.set(token, identity);
   };
 
   return {
@@ -61,7 +121,8 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
         const token = m[1]!;
         const hit = verified.get(token);
         if (hit) {
-          if (hit.exp > Date.now()) return { userId: hit.userId };
+          // the same instant jose would refuse it: exp + tolerance
+          if (hit.expiresAt > Date.now()) return { userId: hit.userId, expiresAt: hit.expiresAt };
           verified.delete(token);
         }
         try {
@@ -69,22 +130,18 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
             algorithms,
             issuer: config.issuer,
             audience: config.audience,
+            // a token without exp would be valid forever (and cached forever)
+            requiredClaims: ['exp'],
+            clockTolerance: config.clockToleranceSeconds,
           });
-          const userId = checkUserId(payload[config.userIdClaim]);
-          remember(token, userId, payload.exp);
-          return { userId };
+          const identity = { userId: checkUserId(payload[config.userIdClaim]), expiresAt: payload.exp! * 1000 + toleranceMs };
+          remember(token, identity);
+          return { ...identity };
         } catch (err) {
-          if (err instanceof UnauthenticatedError) throw err;
-          const code = (err as { code?: string }).code;
-          const why =
-            code === 'ERR_JWT_EXPIRED'
-              ? 'the token has expired'
-              : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED'
-                ? `the token's ${(err as { claim?: string }).claim ?? ''} claim is not accepted`
-                : code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
-                  ? 'the token signature is invalid'
-                  : 'the token is invalid';
-          throw new UnauthenticatedError(`Invalid token: ${why}`);
+          if (err instanceof AppError) throw err;
+          // the key set could not be fetched: nothing is known about the token, so it is not "bad"
+          if (isJwksOutage(err)) return outage(err);
+          throw new UnauthenticatedError(`Invalid token: ${describeInvalid(err)}`);
         }
       }
       if (devUserId !== undefined && devUserId !== '') {
