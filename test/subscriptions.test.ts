@@ -61,14 +61,15 @@ function setup() {
   return { schema, publish, returned, resolvedCount: () => resolved, listenerCount: () => listeners.size };
 }
 
-const docs = new DocumentCache({ rules: specifiedRules });
+const docs = new DocumentCache({ schema: setup().schema, rules: specifiedRules });
+const doc = (query: string) => docs.load(query).document!;
 const Q = 'subscription ($p: String, $n: String) { events(name: $n) { id text(prefix: $p) } }';
 
 it('executes an event once per distinct operation, shared by every subscriber of it', async () => {
   const t = setup();
   const subscribe = createSharedSubscribe();
   const start = async (p: string, n: string, query = Q) =>
-    (await subscribe({ schema: t.schema, document: docs.parse(query), variableValues: { p, n } })) as AsyncGenerator<any>;
+    (await subscribe({ schema: t.schema, document: doc(query), variableValues: { p, n } })) as AsyncGenerator<any>;
   const same = await Promise.all([start('>', 'a'), start('>', 'a'), start('>', 'a')]);
   const differentVars = await start('#', 'd');
   const differentText = await start('>', 'e', `${Q} `);
@@ -90,7 +91,7 @@ it('executes an event once per distinct operation, shared by every subscriber of
 
 it('return() ends a subscription at once, without waiting for another event', async () => {
   const t = setup();
-  const it = (await createSharedSubscribe()({ schema: t.schema, document: docs.parse(Q), variableValues: { n: 'idle' } })) as AsyncGenerator<any>;
+  const it = (await createSharedSubscribe()({ schema: t.schema, document: doc(Q), variableValues: { n: 'idle' } })) as AsyncGenerator<any>;
   const pending = it.next();
   expect(t.listenerCount()).toBe(1);
   await expect(it.return(undefined)).resolves.toEqual({ value: undefined, done: true });
@@ -99,17 +100,14 @@ it('return() ends a subscription at once, without waiting for another event', as
   void pending.catch(() => undefined);
 });
 
-it('parses a text once and validates a document once; syntax errors are thrown, not cached', () => {
-  const { schema } = setup();
-  const a = docs.parse(Q);
-  expect(docs.parse(Q)).toBe(a);
+it('keeps a valid text parsed once, without locations; invalid texts are refused, not kept', () => {
+  const a = doc(Q);
+  expect(doc(Q)).toBe(a);
   expect(a.loc).toBeUndefined();
-  expect(docs.validate(schema, a)).toEqual([]);
-  const bad = docs.parse('subscription { events { nope } }');
-  const errors = docs.validate(schema, bad);
-  expect(errors.map((e) => e.message)).toEqual(['Cannot query field "nope" on type "Event".']);
-  expect(docs.validate(schema, bad)).toBe(errors);
-  expect(() => docs.parse('subscription {')).toThrow(/Syntax Error/);
+  const size = docs.size;
+  expect(docs.load('subscription { events { nope } }').errors!.map((e) => e.message)).toEqual(['Cannot query field "nope" on type "Event".']);
+  expect(docs.load('subscription {').errors![0]!.message).toMatch(/Syntax Error/);
+  expect(docs.size).toBe(size);
 });
 
 describe('createAppPubSub (in memory; the Redis event target is covered by multi-instance.test.ts)', () => {

@@ -1,53 +1,79 @@
 import {
   createSourceEventStream,
   execute,
+  GraphQLError,
   parse,
   validate,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
-  type GraphQLError,
   type GraphQLSchema,
-  type Source,
   type ValidationRule,
 } from 'graphql';
 
+/** What {@link DocumentCache.load} gives: a valid document, or why there is none. */
+export type LoadedDocument =
+  | { document: DocumentNode; errors?: undefined; phase?: undefined }
+  | { document?: undefined; errors: readonly GraphQLError[]; phase: 'parse' | 'validation' };
+
 /**
- * Parsed and validated operations, shared by every WebSocket subscription that sends the same
- * text: a client fleet subscribes with a handful of distinct documents, and a parsed document
- * with its locations is several KB per subscription otherwise. Documents are parsed without
- * locations (they are only used for execution; errors of a cached document carry no location).
+ * Valid documents by text, shared by every WebSocket operation that sends the same text: a client
+ * fleet sends a handful of distinct documents, and a parsed document is several KB per operation
+ * otherwise. Only a text that parsed within the token limit and passed validation is kept, so
+ * texts that fail cost their parse and nothing after it; the cache is bounded by an estimate of
+ * its bytes and forgets the least recently used document first. Documents are parsed without
+ * locations (about a third of the size), so errors raised while executing one carry no location.
  */
 export class DocumentCache {
-  private readonly docs = new Map<string, DocumentNode>();
-  /** The first copy of each cached text. */
-  private readonly texts = new Map<string, string>();
-  private readonly checked = new WeakMap<DocumentNode, readonly GraphQLError[]>();
+  /** Text → entry; a Map iterates in insertion order, and a hit is moved to the end. */
+  private readonly entries = new Map<string, { text: string; document: DocumentNode; bytes: number }>();
+  private used = 0;
 
   constructor(
     private readonly opts: {
+      schema: GraphQLSchema;
       /** Validation rules (graphql-js's specified rules plus e.g. graphql-armor's). */
       rules: readonly ValidationRule[];
-      /** Distinct documents kept; the oldest is forgotten first. @default 1000 */
-      max?: number;
+      /** Lexical tokens a document may have; parsing stops past it (GRAPHQL_MAX_TOKENS). */
+      maxTokens?: number;
+      /** Estimated bytes of the cached texts and documents; 0 caches nothing. @default 4 MiB */
+      maxBytes?: number;
     },
   ) {}
 
-  /** For graphql-ws `parse`: the same object for the same text (throws GraphQLError on syntax errors, not cached). */
-  readonly parse = (query: string | Source): DocumentNode => {
-    if (typeof query !== 'string') return parse(query, { noLocation: true });
-    let doc = this.docs.get(query);
-    if (doc) return doc;
-    doc = parse(query, { noLocation: true });
-    if (this.docs.size >= (this.opts.max ?? 1000)) {
-      const oldest = this.docs.keys().next().value!;
-      this.docs.delete(oldest);
-      this.texts.delete(oldest);
+  /** Documents cached. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Estimated bytes of the cached texts and documents. */
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** The document of a text: from the cache, or parsed, validated and (when valid) cached. */
+  load(text: string): LoadedDocument {
+    const hit = this.entries.get(text);
+    if (hit) {
+      this.entries.delete(text);
+      this.entries.set(text, hit);
+      return { document: hit.document };
     }
-    this.docs.set(query, doc);
-    this.texts.set(query, query);
-    return doc;
-  };
+    const { schema, rules, maxTokens } = this.opts;
+    let document: DocumentNode;
+    try {
+      document = parse(text, { noLocation: true, maxTokens });
+    } catch (err) {
+      if (err instanceof GraphQLError) return { errors: [err], phase: 'parse' };
+      throw err;
+    }
+    if (validate(schema, document, rules).length > 0) {
+      // again with locations, so that the errors point at the spot (only texts that fail pay this)
+      return { errors: validate(schema, parse(text, { maxTokens }), rules), phase: 'validation' };
+    }
+    this.remember(text, document);
+    return { document };
+  }
 
   /**
    * For graphql-ws `jsonMessageReviver`: a subscribe message's query text that is already known
@@ -56,18 +82,38 @@ export class DocumentCache {
    */
   readonly reviver = (key: string, value: unknown): unknown => {
     if (key !== 'query' || typeof value !== 'string') return value;
-    return this.texts.get(value) ?? value;
+    return this.entries.get(value)?.text ?? value;
   };
 
-  /** For graphql-ws `validate`: validated once per document and schema. */
-  readonly validate = (schema: GraphQLSchema, document: DocumentNode): readonly GraphQLError[] => {
-    let errors = this.checked.get(document);
-    if (!errors) {
-      errors = validate(schema, document, this.opts.rules);
-      this.checked.set(document, errors);
+  private remember(text: string, document: DocumentNode): void {
+    const max = this.opts.maxBytes ?? 4 * 1024 * 1024;
+    const bytes = estimateBytes(text, document);
+    if (bytes > max) return;
+    for (const [oldest, entry] of this.entries) {
+      if (this.used + bytes <= max) break;
+      this.entries.delete(oldest);
+      this.used -= entry.bytes;
     }
-    return errors;
-  };
+    this.entries.set(text, { text, document, bytes });
+    this.used += bytes;
+  }
+}
+
+/**
+ * Heap bytes of a cached text and its location-free document, on the safe side: V8 keeps a string
+ * in 1 or 2 bytes a character, and each AST object or array measured 45-70 bytes (64 here); the
+ * constant covers the cache's own entry.
+ */
+function estimateBytes(text: string, document: DocumentNode): number {
+  let objects = 0;
+  const stack: unknown[] = [document];
+  while (stack.length) {
+    const value = stack.pop();
+    if (value === null || typeof value !== 'object') continue;
+    objects++;
+    for (const v of Array.isArray(value) ? value : Object.values(value)) stack.push(v);
+  }
+  return 2 * text.length + 64 * objects + 160;
 }
 
 type Result = ExecutionResult | Promise<ExecutionResult>;

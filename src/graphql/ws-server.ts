@@ -1,14 +1,15 @@
-import { GraphQLError, specifiedRules, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import type { Server } from 'node:http';
 import { WebSocketServer } from 'ws';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Armor } from './apollo';
-import type { Authenticator, Identity } from './auth';
+import { identityExpired, type Authenticator, type Identity } from './auth';
 import type { GraphQLContext } from './context';
-import { ErrorCode, UnauthenticatedError } from './errors';
+import { AuthUnavailableError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
-import { createSharedSubscribe, DocumentCache } from './subscriptions';
+import { createSharedSubscribe } from './subscriptions';
+import { WsOperations } from './ws-operations';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
 
 export interface GraphqlWsServer {
@@ -33,15 +34,15 @@ export function startGraphqlWs(opts: {
   const { config, auth, limits } = opts;
   const wsPerUser = new Map<string, number>();
   const wss = new WebSocketServer({ server: opts.server, path: '/graphql', maxPayload: 64 * 1024 });
-  // the same limits as over HTTP; documents parsed and validated once per distinct text, and
-  // each event executed once per distinct operation, however many subscribers it has
-  const documents = new DocumentCache({ rules: [...specifiedRules, ...opts.armor.validationRules] });
+  // the same limits and error formatting as over HTTP; valid documents parsed once per distinct
+  // text, and each event executed once per distinct operation, however many subscribers it has
+  const operations = new WsOperations({ schema: opts.schema, config, logger: opts.logger, armor: opts.armor });
   const wsServer = serveGraphqlWs<WsExtra & { identity?: Identity }>(
     {
       schema: opts.schema,
-      parse: documents.parse,
-      jsonMessageReviver: documents.reviver,
-      validate: documents.validate as typeof import('graphql').validate,
+      jsonMessageReviver: operations.documents.reviver,
+      onNext: operations.onNext,
+      onError: operations.onError,
       subscribe: createSharedSubscribe(),
       // a socket that has not sent connection_init by then is closed (4408)
       connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
@@ -56,17 +57,23 @@ export function startGraphqlWs(opts: {
           // the connection keeps its params for its lifetime; the token is not needed any more
           delete (params as Record<string, unknown>).authorization;
           delete (params as Record<string, unknown>).Authorization;
+          const { socket } = ctx.extra;
+          // closed (or closing) while the token was verified, e.g. during a slow JWKS fetch: its
+          // 'close' may have fired already, so counting it now could hold a slot forever
+          if (socket.readyState !== socket.OPEN) return false;
           if (!identity) {
-            ctx.extra.socket.close(4401, 'Unauthorized');
+            socket.close(4401, 'Unauthorized');
             return false;
           }
+          // counted only here, with the close listener attached in the same tick: nothing can
+          // close the socket between the check above and the listener
           const open = wsPerUser.get(identity.userId) ?? 0;
           if (open >= config.limits.maxWsPerUser) {
-            ctx.extra.socket.close(4429, 'Too many connections for this user');
+            socket.close(4429, 'Too many connections for this user');
             return false;
           }
           wsPerUser.set(identity.userId, open + 1);
-          ctx.extra.socket.once('close', () => {
+          socket.once('close', () => {
             const n = (wsPerUser.get(identity.userId) ?? 1) - 1;
             if (n > 0) wsPerUser.set(identity.userId, n);
             else wsPerUser.delete(identity.userId);
@@ -78,12 +85,25 @@ export function startGraphqlWs(opts: {
             ctx.extra.socket.close(4403, 'Forbidden');
             return false;
           }
+          // the identity provider is down, not the token bad: 1013 (Try Again Later) is a code
+          // graphql-ws clients retry, where 4500 would be fatal for them
+          if (err instanceof AuthUnavailableError) {
+            ctx.extra.socket.close(1013, 'Try again later: identity cannot be verified right now');
+            return false;
+          }
           throw err;
         }
       },
-      onSubscribe: async (ctx) => {
+      onSubscribe: async (ctx, _id, payload) => {
+        // a token that expired since connection_init starts nothing new; the client reconnects
+        // with a fresh one (graphql-ws clients retry 4403, calling connectionParams again)
+        if (identityExpired(ctx.extra.identity, Date.now())) {
+          ctx.extra.socket.close(4403, 'Forbidden: token expired');
+          return [new UnauthenticatedError('The token has expired')];
+        }
         // the request limit covers subscription starts too; a connection holds a bounded number
-        if (Object.keys(ctx.subscriptions).length >= config.limits.maxSubscriptionsPerConnection) {
+        // (graphql-ws registers the operation being started before it calls onSubscribe)
+        if (Object.keys(ctx.subscriptions).length - 1 >= config.limits.maxSubscriptionsPerConnection) {
           return [
             new GraphQLError(`At most ${config.limits.maxSubscriptionsPerConnection} subscriptions per connection`, {
               extensions: { code: ErrorCode.RATE_LIMITED },
@@ -95,11 +115,11 @@ export function startGraphqlWs(opts: {
           try {
             await limits.consumeOperation(userId);
           } catch (err) {
-            if (err instanceof GraphQLError) return [err];
-            throw err;
+            // as over HTTP: a failing check is this operation's error, not the connection's
+            return [err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message), { originalError: err as Error })];
           }
         }
-        return undefined;
+        return operations.prepare(payload);
       },
       context: (ctx) => opts.buildContext(ctx.extra.identity ?? null),
     },

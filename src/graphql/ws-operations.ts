@@ -1,0 +1,134 @@
+import {
+  getOperationAST,
+  GraphQLError,
+  Kind,
+  NoSchemaIntrospectionCustomRule,
+  specifiedRules,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type FormattedExecutionResult,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+  type ValidationRule,
+} from 'graphql';
+import type { SubscribePayload } from 'graphql-ws';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createServerFormatError, type Armor } from './apollo';
+import { ErrorCode } from './errors';
+import { DocumentCache } from './subscriptions';
+
+/**
+ * Queries, mutations and subscriptions over WebSocket go through what Apollo Server does for an
+ * HTTP request, because graphql-ws has none of it: parsing within the token limit, validation with
+ * graphql-armor's rules, operation resolution, and every error shaped as Apollo shapes it
+ * (`extensions.code`, stack traces outside production) and then passed to the same `formatError`.
+ * A bad document is an `error` message for its operation; the socket stays open.
+ */
+export class WsOperations {
+  readonly documents: DocumentCache;
+  private readonly formatError: ReturnType<typeof createServerFormatError>;
+  private readonly production: boolean;
+  /** Subscription events are executed once for all their subscribers: formatted once, too. */
+  private readonly formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
+
+  constructor(
+    private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor },
+  ) {
+    const { config } = opts;
+    this.production = config.nodeEnv === 'production';
+    this.formatError = createServerFormatError(config, opts.logger);
+    const rules: ValidationRule[] = [...specifiedRules, ...(opts.armor.validationRules as ValidationRule[])];
+    // Apollo adds its own rule for this; HTTP and WebSocket must agree
+    if (!config.graphql.introspection) rules.push(NoSchemaIntrospectionCustomRule);
+    this.documents = new DocumentCache({
+      schema: opts.schema,
+      rules,
+      maxTokens: config.graphql.maxTokens,
+      maxBytes: config.limits.wsDocumentCacheBytes,
+    });
+  }
+
+  /**
+   * The last step of graphql-ws `onSubscribe`: the operation's execution arguments (graphql-ws
+   * then neither parses nor validates), or the errors to send for it. The context is left to
+   * graphql-ws's `context` option.
+   */
+  prepare(payload: SubscribePayload): ExecutionArgs | GraphQLError[] {
+    const loaded = this.documents.load(payload.query);
+    if (loaded.errors) {
+      const code = loaded.phase === 'parse' ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED';
+      return loaded.errors.map((e) => withCode(e, code));
+    }
+    const { document } = loaded;
+    const operationName = payload.operationName ?? undefined;
+    if (!getOperationAST(document, operationName)) {
+      // graphql-js's wording, which Apollo passes on
+      const message = operationName
+        ? `Unknown operation named "${operationName}".`
+        : 'Must provide operation name if query contains multiple operations.';
+      return [new GraphQLError(message, { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
+    }
+    return { schema: this.opts.schema, document, operationName, variableValues: payload.variables ?? undefined };
+  }
+
+  /** graphql-ws `onNext`: a result with errors is sent with them formatted; others as they are. */
+  readonly onNext = (_ctx: unknown, _id: string, _payload: unknown, _args: unknown, result: ExecutionResult): FormattedExecutionResult | undefined => {
+    if (!result.errors?.length) return undefined;
+    let out = this.formatted.get(result);
+    if (!out) {
+      const { errors, ...rest } = result;
+      out = { ...rest, errors: errors.map((e) => this.format(isBadVariable(e) ? withCode(e, ErrorCode.BAD_USER_INPUT) : e)) };
+      this.formatted.set(result, out);
+    }
+    return out;
+  };
+
+  /** graphql-ws `onError`: refused operations (documents, limits, identity) and failed subscriptions. */
+  readonly onError = (_ctx: unknown, _id: string, _payload: unknown, errors: readonly GraphQLError[]): GraphQLFormattedError[] =>
+    errors.map((e) => this.format(e));
+
+  /** Apollo's `normalizeAndFormatErrors` for one error, then the server's `formatError`. */
+  private format(error: GraphQLError): GraphQLFormattedError {
+    let out: GraphQLFormattedError;
+    try {
+      out = this.formatError(this.enrich(error), error);
+    } catch (err) {
+      out = this.production
+        ? { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }
+        : this.enrich(err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message ?? err), { originalError: err as Error }));
+    }
+    // field names must not be guessable in production; Apollo's own pattern (plugin/disableSuggestions)
+    if (this.production && out.message.includes('Did you mean')) {
+      out = { ...out, message: out.message.replace(/ ?Did you mean(.+?)\?$/, '') };
+    }
+    return out;
+  }
+
+  private enrich(error: GraphQLError): GraphQLFormattedError {
+    const { http: _http, ...rest } = error.extensions;
+    const extensions: Record<string, unknown> = { ...rest, code: rest.code ?? ErrorCode.INTERNAL_SERVER_ERROR };
+    if (!this.production) extensions.stacktrace = error.stack?.split('\n');
+    return { ...error.toJSON(), extensions };
+  }
+}
+
+/** The same error with an Apollo-style code (which `formatError` maps to the contract's codes). */
+function withCode(e: GraphQLError, code: string): GraphQLError {
+  return new GraphQLError(e.message, {
+    nodes: e.nodes,
+    source: e.source,
+    positions: e.positions,
+    path: e.path,
+    originalError: e.originalError ?? e,
+    extensions: { ...e.extensions, code },
+  });
+}
+
+/** Variables that do not fit their types: Apollo makes these BAD_USER_INPUT (requestPipeline.ts). */
+function isBadVariable(e: GraphQLError): boolean {
+  const node = e.nodes?.length === 1 ? e.nodes[0] : undefined;
+  if (e.extensions?.code != null || node?.kind !== Kind.VARIABLE_DEFINITION) return false;
+  const v = `Variable "$${node.variable.name.value}" `;
+  return ['has invalid value', 'got invalid value ', 'of required type ', 'of non-null type '].some((s) => e.message.startsWith(v + s));
+}
