@@ -6,7 +6,7 @@ import type { Config } from './config';
 import type { Database } from './db/database';
 import { poolRunner } from './db/sql';
 import { sqlStats } from './db/sql-stats';
-import { createApollo, createArmor } from './graphql/apollo';
+import { createApollo, createArmor, graphqlHttpErrorHandler } from './graphql/apollo';
 import { createAuthenticator, type Identity } from './graphql/auth';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
 import { RateLimits } from './graphql/rate-limits';
@@ -127,6 +127,8 @@ export async function startServer(opts: {
   app.route({
     url: '/graphql',
     method: ['GET', 'POST', 'OPTIONS'],
+    // bodies Fastify refuses before Apollo sees them (bad JSON, 413, 415) answer in the contract's shape
+    errorHandler: graphqlHttpErrorHandler,
     // every statement the request runs is counted in its own store
     handler(request, reply) {
       // async context tracking costs every promise something, so it is on only when asked for

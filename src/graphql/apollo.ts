@@ -1,12 +1,13 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
-import type { GraphQLSchema, ValidationRule } from 'graphql';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { GraphQLError, type GraphQLSchema, type ValidationContext, type ValidationRule } from 'graphql';
 import type { Config } from '../config';
 import { sqlStats } from '../db/sql-stats';
 import type { Logger } from '../logger';
 import type { GraphQLContext } from './context';
-import { createFormatError } from './errors';
+import { createFormatError, ErrorCode } from './errors';
 import { jitGateway } from './executor';
 import type { RateLimits } from './rate-limits';
 
@@ -50,14 +51,53 @@ function rateLimitPlugin(limits: RateLimits): ApolloServerPlugin<GraphQLContext>
   };
 }
 
-/** graphql-armor's limits (depth, aliases, cost, tokens, directives), shared by HTTP and WebSocket. */
+/**
+ * graphql-armor words every refusal "Syntax Error: …"; a limit is not a syntax error. Reported to
+ * the validation context, so Apollo answers it like any invalid document (HTTP 400) and so does
+ * the WebSocket (BAD_USER_INPUT, reason GRAPHQL_VALIDATION_FAILED).
+ */
+const refuse = () => [
+  (ctx: ValidationContext | null, err: GraphQLError) =>
+    ctx?.reportError(new GraphQLError(err.message.replace(/^Syntax Error: /, ''), { extensions: { code: 'BAD_USER_INPUT' } })),
+];
+
+/**
+ * graphql-armor's limits (depth, aliases, cost, directives), shared by HTTP and WebSocket.
+ *
+ * Cost: armor counts `scalarCost` for a leaf, and for a field with a selection `objectCost` plus
+ * each child's cost times `depthCostFactor`, all multiplied by the field's literal `first`/`last`.
+ * Its defaults (2, 1, 1.5) weigh a field at depth d by 1.5^d, so the Relay wrappers alone
+ * (connection > edges > node > file) made the documented page messages(last: 200) cost ~25 000,
+ * five times its limit. With 1, 1, 1 a document costs about the number of values its response
+ * can hold: each selected field once per item of every page around it (a fragment spread adds 2).
+ * Depth has its own limit (GRAPHQL_MAX_DEPTH) and width is bounded by GRAPHQL_MAX_TOKENS (without
+ * pages a document costs about its field count; fragment bombs are counted in full), so what the
+ * cost limit adds is a bound on pages, and its default follows MAX_PAGE_SIZE: 150 per page item
+ * (src/config.ts). One screen asking for everything (visions(first: MAX) and vision {
+ * messages(last: MAX) } with every field, through fragments, with Apollo Client's __typename
+ * everywhere) costs ~88 per item; a page inside a page (the messages of each of MAX visions)
+ * costs at least 2 × MAX² and is refused whenever MAX > 75. A `first`/`last` given as a variable,
+ * or left to its default, counts 1: validation runs once per document, before variables exist.
+ */
 export function createArmor(config: Config) {
   const armor = new ApolloArmor({
-    maxDepth: { n: config.graphql.maxDepth, ignoreIntrospection: true },
-    maxAliases: { n: config.graphql.maxAliases },
-    costLimit: { maxCost: config.graphql.maxCost, ignoreIntrospection: true },
-    maxTokens: { n: config.graphql.maxTokens },
-    maxDirectives: { n: 20 },
+    // depth in fields: a fragment spread is no level (Apollo Client documents are made of them)
+    maxDepth: { n: config.graphql.maxDepth, flattenFragments: true, ignoreIntrospection: true, propagateOnRejection: false, onReject: refuse() },
+    maxAliases: { n: config.graphql.maxAliases, propagateOnRejection: false, onReject: refuse() },
+    costLimit: {
+      maxCost: config.graphql.maxCost,
+      objectCost: 1,
+      scalarCost: 1,
+      depthCostFactor: 1,
+      ignoreIntrospection: true,
+      propagateOnRejection: false,
+      onReject: refuse(),
+    },
+    // counted by graphql-js's parser instead (parseOptions below; the WebSocket's DocumentCache):
+    // armor's Apollo plugin parses again in parsingDidStart, and what it throws there (any syntax
+    // error, the token limit) reaches Apollo as an unexpected error, HTTP 500
+    maxTokens: { enabled: false },
+    maxDirectives: { n: 20, propagateOnRejection: false, onReject: refuse() },
     blockFieldSuggestion: { enabled: config.nodeEnv === 'production' },
   });
   return armor.protect();
@@ -72,6 +112,25 @@ export function createServerFormatError(config: Config, logger: Logger) {
     onInternal: (err) => logger.error({ err }, 'internal error in a GraphQL operation'),
     onDatabaseDown: (err) => logger.warn({ err: (err as Error).message }, 'database unavailable'),
   });
+}
+
+const GRAPHQL_RESPONSE_JSON = 'application/graphql-response+json';
+
+/**
+ * The `errorHandler` of the /graphql route: what Fastify refuses before Apollo sees the request
+ * (a body that is not JSON, an empty JSON body, an unsupported content-type, a body over
+ * MAX_BODY_BYTES) keeps its 4xx status and gets the contract's shape, BAD_USER_INPUT with reason
+ * BAD_REQUEST, as Apollo answers a body without a query. Anything else goes on to Fastify's handler.
+ */
+export function graphqlHttpErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const status = error.statusCode ?? 500;
+  if (status < 400 || status >= 500) throw error;
+  const accept = String(request.headers.accept ?? '');
+  const message = status === 415 ? 'Unsupported Media Type: send a POST body as application/json, or use GET' : error.message;
+  return reply
+    .code(status)
+    .type(`${accept.includes(GRAPHQL_RESPONSE_JSON) ? GRAPHQL_RESPONSE_JSON : 'application/json'}; charset=utf-8`)
+    .send({ errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'BAD_REQUEST' } }] });
 }
 
 /** Apollo Server 5 for queries and mutations over HTTP; started, not yet mounted. */
@@ -90,6 +149,8 @@ export async function createApollo(opts: {
     introspection: config.graphql.introspection,
     includeStacktraceInErrorResponses: !production,
     allowBatchedHttpRequests: false,
+    // a document over the limit is a syntax error (GRAPHQL_PARSE_FAILED, HTTP 400), as over WebSocket
+    parseOptions: { maxTokens: config.graphql.maxTokens },
     validationRules: armor.validationRules as ValidationRule[],
     formatError: createServerFormatError(config, logger),
     plugins: [

@@ -9,6 +9,9 @@ import {
   type GraphQLSchema,
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { AppError, ErrorCode } from './errors';
+
+const SUBSCRIPTION_OVER_HTTP = 'Subscriptions are served over WebSocket (graphql-transport-ws) on /graphql, not over HTTP';
 
 /**
  * Query and mutation execution through graphql-jit: each distinct operation is compiled once
@@ -43,16 +46,28 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
   };
 
   const executor: GatewayExecutor = async (requestContext) => {
-    const { document, request, context: contextValue, operationName } = requestContext;
-    const query = compile(document, operationName ?? undefined);
+    const { document, request, context: contextValue } = requestContext;
+    // the client's operationName, not the resolved one: Apollo leaves that null when the name is
+    // unknown, and the document's only operation would then run instead of an error
+    const operationName = request.operationName ?? undefined;
+    const operation = requestContext.operation ?? getOperationAST(document, operationName);
+    if (!operation) {
+      // nothing to run (unknown name, or several operations and none named): graphql-js says why
+      // and Apollo answers it as OPERATION_RESOLUTION_FAILURE (HTTP 400); nothing is compiled for it
+      return execute({ schema, document, contextValue, variableValues: request.variables, operationName });
+    }
+    if (operation.operation === 'subscription') {
+      // executed here, a subscription field's resolver would run once without its event
+      return { errors: [new AppError(SUBSCRIPTION_OVER_HTTP, ErrorCode.BAD_USER_INPUT, { reason: 'BAD_REQUEST' }, 400)] };
+    }
+    const query = compile(document, operation.name?.value);
     if (!query) return execute({ schema, document, contextValue, variableValues: request.variables, operationName });
     const result: ExecutionResult = await query.query(undefined, contextValue, request.variables ?? {});
     if (!result.errors) return result;
     if (!('data' in result)) {
       // nothing ran: the variables were refused. graphql-js's errors for them are the ones Apollo
       // recognises as BAD_USER_INPUT (HTTP 400), exactly as without this executor
-      const operation = getOperationAST(document, operationName ?? undefined);
-      const coerced = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
+      const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], request.variables ?? {});
       if (coerced.errors) return { errors: coerced.errors };
     }
     return { ...result, errors: result.errors.map(asGraphQLError) };
