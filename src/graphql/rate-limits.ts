@@ -10,8 +10,12 @@ export class RateLimitedError extends AppError {
 
 /**
  * Per-user limits with `rate-limiter-flexible`: in Redis when there is one (shared by every
- * instance; an in-memory limiter insures against a Redis outage), in memory otherwise.
- * A limit of 0 is off.
+ * instance), in memory otherwise. A limit of 0 is off.
+ *
+ * A Redis outage never fails or holds an operation: the in-memory insurance limiter counts
+ * instead (per instance) when a Redis command fails, which the connection bounds by its command
+ * timeout, and at once while the connection is not ready (a dropped or hung Redis), so only the
+ * operations caught in the first timeout of an outage wait for it.
  */
 export class RateLimits {
   private readonly sends?: RateLimiterAbstract;
@@ -26,6 +30,7 @@ export class RateLimits {
         keyPrefix: `vision-path:rl:${keyPrefix}`,
         points,
         duration,
+        rejectIfRedisNotReady: true,
         insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration }),
       });
     };

@@ -22,11 +22,20 @@ export function toMessageEvent(m: VisionMessage): StoredMessageEvent {
  * a reply up.
  */
 export class ReplyEvents {
+  /** Replies whose buffer append failed: logged once each, not once per chunk. */
+  private readonly unbuffered = new Set<string>();
+
   constructor(private readonly deps: { pubsub: AppPubSub; replyBuffer: ReplyBuffer; logger: Logger }) {}
 
   /** Buffered first, then published (in this order on one connection): a resuming subscriber finds every event in one of the two. */
   delta(event: ReplyDeltaEvent): void {
-    this.deps.replyBuffer.append(event).catch((err) => this.deps.logger.warn({ err: String(err), replyId: event.replyId }, 'reply buffer append failed'));
+    this.deps.replyBuffer.append(event).catch((err) => {
+      if (this.unbuffered.has(event.replyId)) return;
+      if (this.unbuffered.size > 1000) this.unbuffered.clear();
+      this.unbuffered.add(event.replyId);
+      this.deps.logger.warn({ err: String(err), replyId: event.replyId }, 'reply buffer unavailable: a resume of this reply falls back to the stored message');
+    });
+    if (event.done) this.unbuffered.delete(event.replyId);
     this.deps.pubsub.publish(Topic.REPLY_DELTA, event.visionId, event);
   }
 
