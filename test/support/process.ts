@@ -5,6 +5,9 @@ import { findFreePort } from '../../src/db/embedded';
 
 export const ENTRY = resolve(__dirname, '../../dist/src/index.js');
 
+/** How long a spawned server may take to listen. */
+const READY_TIMEOUT_MS = 30_000;
+
 export interface ServerProcess {
   url: string;
   proc: ChildProcess;
@@ -39,7 +42,19 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
     proc.stderr!.on('data', onLine);
     void exited.then((code) => reject(new Error(`server exited (${code}) before listening:\n${output.join('\n')}`)));
   });
-  await ready;
+  // a server that never listens fails the test with what it said, instead of hanging it
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not listen within ${READY_TIMEOUT_MS} ms:\n${output.join('\n')}`));
+    }, READY_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     proc,
