@@ -46,6 +46,11 @@ export interface Config {
   dbPoolMax: number;
   /** Redis for pub/sub between instances; unset: in memory (one instance). */
   redisUrl?: string;
+  /**
+   * Longest wait for one Redis command (REDIS_COMMAND_TIMEOUT_MS); a connection silent this long
+   * while a command waits is dropped and rebuilt. Redis is never awaited for longer. @default 1000
+   */
+  redisCommandTimeoutMs: number;
   /** On SIGTERM, how long running replies may finish before they are stopped. @default 10000 */
   shutdownGraceMs: number;
   auth: AuthConfig;
@@ -61,6 +66,8 @@ export interface Config {
   maxMetaBytes: number;
   llm: LlmConfig;
   dialog: DialogConfig;
+  memory: MemoryConfig;
+  jobs: JobsConfig;
   limits: LimitsConfig;
   graphql: {
     /** @default true */
@@ -69,7 +76,7 @@ export interface Config {
     maxDepth: number;
     /** @default 15 */
     maxAliases: number;
-    /** @default 5000 */
+    /** Values a document may ask for (fields × items of their pages). @default 150 × MAX_PAGE_SIZE */
     maxCost: number;
     /** @default 2000 */
     maxTokens: number;
@@ -122,6 +129,30 @@ export interface LimitsConfig {
   breakerThreshold: number;
   /** How long an open breaker answers at once before probing again. @default 30000 */
   breakerCooldownMs: number;
+}
+
+export interface MemoryConfig {
+  /** The most tokens one request to the model may carry, the reply's room included. @default 16000 */
+  budgetTokens: number;
+  /** Room kept for the reply within the budget. @default 2000 */
+  replyReserveTokens: number;
+  /** Longest rolling summary, in tokens. @default 1500 */
+  summaryMaxTokens: number;
+  /** SUMMARIES: keep a rolling summary of what left the window (model calls, metered). @default true */
+  summaries: boolean;
+}
+
+export interface JobsConfig {
+  /** Background jobs this process runs at once, per task. @default 2 */
+  concurrency: number;
+  /** A job still active after this long belongs to a dead process and is retried elsewhere. @default LLM_TIMEOUT_MS / 1000 + 60 */
+  expireSeconds: number;
+  /** How often expiry and retention run (on one instance at a time). @default 30 */
+  maintenanceSeconds: number;
+  /** How often an idle worker looks for jobs. @default 2 */
+  pollSeconds: number;
+  /** The first retry back-off step; it doubles per attempt. @default 5 */
+  retryDelaySeconds: number;
 }
 
 export interface DialogConfig {
@@ -225,9 +256,22 @@ export function loadConfig(env: Env): Config {
     );
   }
   const llmTimeoutMs = int(env, 'LLM_TIMEOUT_MS', 60_000, 100, 600_000);
+  const maxPageSize = int(env, 'MAX_PAGE_SIZE', 200, 1, 1000);
   const flushMs = int(env, 'REPLY_FLUSH_MS', 1000, 50, 10_000);
   const staleMs = int(env, 'REPLY_STALE_MS', 30_000, 1000, 3_600_000);
   if (staleMs < flushMs * 3) throw new ConfigError('REPLY_STALE_MS must be at least three times REPLY_FLUSH_MS');
+
+  const budgetTokens = int(env, 'CONTEXT_TOKEN_BUDGET', 16_000, 200, 2_000_000);
+  const replyReserveTokens = int(env, 'REPLY_TOKEN_RESERVE', 2000, 0, 1_000_000);
+  const summaryMaxTokens = int(env, 'SUMMARY_MAX_TOKENS', 1500, 16, 100_000);
+  // what is left must hold the system prompt, the summary and at least the latest message
+  if (budgetTokens < replyReserveTokens + summaryMaxTokens + 100) {
+    throw new ConfigError('CONTEXT_TOKEN_BUDGET must be at least REPLY_TOKEN_RESERVE + SUMMARY_MAX_TOKENS + 100');
+  }
+
+  const jobsExpireSeconds = int(env, 'JOBS_EXPIRE_SECONDS', Math.ceil(llmTimeoutMs / 1000) + 60, 1, 86_400);
+  // a job expired while its model call still runs would be run twice
+  if (jobsExpireSeconds * 1000 <= llmTimeoutMs) throw new ConfigError('JOBS_EXPIRE_SECONDS must be longer than LLM_TIMEOUT_MS');
 
   return {
     nodeEnv,
@@ -238,6 +282,7 @@ export function loadConfig(env: Env): Config {
     dataDir: str(env, 'DATA_DIR') ?? '.data',
     dbPoolMax: int(env, 'DB_POOL_MAX', 10, 1, 1000),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    redisCommandTimeoutMs: int(env, 'REDIS_COMMAND_TIMEOUT_MS', 1000, 50, 60_000),
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     auth: {
       jwtSecret,
@@ -250,7 +295,7 @@ export function loadConfig(env: Env): Config {
     },
     titleTimeZone: timeZone(env, 'TITLE_TIME_ZONE', 'UTC'),
     maxMessages: int(env, 'MAX_MESSAGES', 50, 1, 1000),
-    maxPageSize: int(env, 'MAX_PAGE_SIZE', 200, 1, 1000),
+    maxPageSize,
     maxTitleChars: int(env, 'MAX_TITLE_CHARS', 200, 1, 10000),
     maxMetaBytes: int(env, 'MAX_META_BYTES', 16384, 2, 1048576),
     llm: {
@@ -267,6 +312,14 @@ export function loadConfig(env: Env): Config {
       systemPrompt: str(env, 'VISION_SYSTEM_PROMPT') ?? DEFAULT_SYSTEM_PROMPT,
       flushMs,
       staleMs,
+    },
+    memory: { budgetTokens, replyReserveTokens, summaryMaxTokens, summaries: bool(env, 'SUMMARIES', true) },
+    jobs: {
+      concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
+      expireSeconds: jobsExpireSeconds,
+      maintenanceSeconds: int(env, 'JOBS_MAINTENANCE_SECONDS', 30, 1, 3600),
+      pollSeconds: int(env, 'JOBS_POLL_SECONDS', 2, 1, 600),
+      retryDelaySeconds: int(env, 'JOBS_RETRY_DELAY_SECONDS', 5, 1, 3600),
     },
     limits: {
       sendsPerMinute: int(env, 'RATE_LIMIT_SENDS_PER_MINUTE', 20, 0, 1_000_000),
@@ -287,7 +340,8 @@ export function loadConfig(env: Env): Config {
       introspection: bool(env, 'GRAPHQL_INTROSPECTION', true),
       maxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1, 100),
       maxAliases: int(env, 'GRAPHQL_MAX_ALIASES', 15, 0, 1000),
-      maxCost: int(env, 'GRAPHQL_MAX_COST', 5000, 1, 1000000),
+      // the largest page of every connection, all fields, must pass (see createArmor)
+      maxCost: int(env, 'GRAPHQL_MAX_COST', 150 * maxPageSize, 1, 100_000_000),
       maxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 10, 100000),
       exposeSqlStats: bool(env, 'EXPOSE_SQL_STATS', false),
     },

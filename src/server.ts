@@ -16,6 +16,8 @@ import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
 import { createOpenAIClient, type OpenAI } from './llm/openai.client';
 import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder';
+import { JobQueue } from './jobs/queue';
+import { MemoryService } from './memory/memory.service';
 import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
@@ -27,6 +29,8 @@ export interface AppServer {
   port: number;
   app: FastifyInstance;
   dialog: DialogService;
+  memory: MemoryService;
+  jobs: JobQueue;
   pubsub: AppPubSub;
   /**
    * Stops taking operations, lets running replies finish for up to `graceMs` (then stores them
@@ -54,7 +58,7 @@ export async function startServer(opts: {
   const { config, logger, db } = opts;
   const schema = opts.schema ?? (await createSchema());
   const auth = createAuthenticator(config.auth, { logger });
-  const backend = await createPubSubBackend({ redisUrl: config.redisUrl, logger });
+  const backend = await createPubSubBackend({ redisUrl: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, logger });
   const pubsub = backend.pubsub;
   const replyBuffer: ReplyBuffer = backend.redis ? new RedisReplyBuffer(backend.redis) : new MemoryReplyBuffer();
 
@@ -82,17 +86,14 @@ export async function startServer(opts: {
     cooldownMs: config.limits.breakerCooldownMs,
     onStateChange: (state) => logger.warn({ state }, `model circuit breaker ${state}`),
   });
-  const dialog = new DialogService({
-    orm: db.orm,
-    config,
-    llm: { client: llmClient, model: config.llm.model, provider: config.llm.provider },
-    pubsub,
-    replyBuffer,
-    breaker,
-    limits,
-    logger,
-  });
+  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider };
+  // durable background jobs (summaries) on the same PostgreSQL; any instance runs any job
+  const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
+  const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
+  memory.useJobs(jobs);
+  const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, logger });
   await dialog.start();
+  await jobs.start();
 
   const app = Fastify({
     logger: false,
@@ -111,6 +112,7 @@ export async function startServer(opts: {
     config,
     logger,
     dialog,
+    memory,
     pubsub,
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
@@ -167,6 +169,8 @@ export async function startServer(opts: {
     port: addr.port,
     app,
     dialog,
+    memory,
+    jobs,
     pubsub,
     stop(graceMs = 0) {
       stopping ??= (async () => {
@@ -174,6 +178,9 @@ export async function startServer(opts: {
         const step = (msg: string) => logger.info({ ms: Math.round(performance.now() - t0) }, `shutdown: ${msg}`);
         await dialog.shutdown(graceMs);
         step('replies finished or stopped');
+        // a job still running after this is expired and retried by another instance (or the next start)
+        await jobs.stop(Math.max(1000, Math.min(graceMs, 10_000)));
+        step('background jobs stopped');
         // 1001 to every client; a socket that has not finished the close handshake within a
         // second is terminated (the HTTP server cannot close while upgraded sockets live)
         const sockets = [...wss.clients];

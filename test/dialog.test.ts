@@ -45,6 +45,8 @@ beforeAll(async () => {
     LLM_TIMEOUT_MS: '1500',
     REPLY_FLUSH_MS: '100',
     REPLY_STALE_MS: '3000',
+    // these tests count the model's requests; summaries (background model calls) have test/memory.test.ts
+    SUMMARIES: 'false',
   };
   server = await startTestServer(serverEnv);
 });

@@ -1,10 +1,29 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSchema, printSchemaSdl } from '../src/graphql/schema';
 
 const root = resolve(__dirname, '..');
+
+/**
+ * The repository's copies of the contract and its checker, so that a clone on its own passes.
+ * The originals live in `../shared` (next to the repository on the team's machines).
+ */
+const contractDir = resolve(root, 'test/contract');
+const shared = resolve(root, '../shared');
+
+/**
+ * v2 contract files (`../shared/contract-v2/<name>`) whose features exist. In the commit that
+ * implements a feature, copy its file to test/contract/ and add its name here.
+ */
+const V2_CONTRACTS: string[] = ['memory.graphql'];
+
+const copies = [
+  { copy: 'api-contract.graphql', original: 'api-contract.graphql' },
+  { copy: 'check-contract.mjs', original: 'tools/check-contract.mjs' },
+  ...V2_CONTRACTS.map((name) => ({ copy: name, original: `contract-v2/${name}` })),
+];
 
 describe('schema.graphql', () => {
   it('is what the code generates (run `npm run schema` after changing the API)', async () => {
@@ -13,11 +32,35 @@ describe('schema.graphql', () => {
     expect(committed).toBe(generated);
   });
 
-  it('contains ../shared/api-contract.graphql unchanged (check-contract.mjs)', () => {
-    const r = spawnSync(process.execPath, [resolve(root, '../shared/tools/check-contract.mjs'), 'schema.graphql'], { cwd: root, encoding: 'utf8' });
-    expect(r.stdout.trim().split('\n').pop()).toBe('contract: schema contains the contract');
-    expect(r.status).toBe(0);
+  it(`contains the contract unchanged (test/contract/: ${['api-contract.graphql', ...V2_CONTRACTS].join(' + ')}, check-contract.mjs)`, () => {
+    const contracts = ['api-contract.graphql', ...V2_CONTRACTS].map((name) => resolve(contractDir, name));
+    const r = spawnSync(process.execPath, [resolve(contractDir, 'check-contract.mjs'), 'schema.graphql', ...contracts], { cwd: root, encoding: 'utf8' });
+    // every difference is one line of the output
+    expect({ status: r.status, output: `${r.stdout}${r.stderr}`.trim() }).toEqual({ status: 0, output: 'contract: schema contains the contract' });
   });
+});
+
+describe('test/contract/', () => {
+  it('holds exactly the listed copies (a v2 file counts once its name is in V2_CONTRACTS)', () => {
+    expect(readdirSync(contractDir).sort()).toEqual(copies.map((c) => c.copy).sort());
+  });
+
+  // A clone on its own has no ../shared: then there is nothing to compare with, which is no defect.
+  const sharedPresent = existsSync(resolve(shared, 'api-contract.graphql'));
+  it(
+    sharedPresent
+      ? 'each copy is byte-identical to its original in ../shared'
+      : 'no ../shared next to the repository (a clone on its own): the copies are not compared with originals',
+    () => {
+      if (!sharedPresent) return;
+      const problems = copies.flatMap(({ copy, original }) => {
+        if (!existsSync(resolve(shared, original))) return [`../shared/${original} is missing`];
+        const same = readFileSync(resolve(contractDir, copy)).equals(readFileSync(resolve(shared, original)));
+        return same ? [] : [`test/contract/${copy} differs: cp ../shared/${original} test/contract/${copy}`];
+      });
+      expect(problems).toEqual([]);
+    },
+  );
 });
 
 describe('test/generated/graphql.ts', () => {

@@ -5,6 +5,8 @@ import { initOrm, migrateUp, type Orm } from './orm';
 
 export interface Database {
   orm: Orm;
+  /** The connection URL (of the embedded cluster when DATABASE_URL was unset). */
+  url: string;
   /** The embedded cluster when DATABASE_URL was unset. */
   embedded?: EmbeddedPostgresHandle;
   /** Closes the pool, then stops the embedded cluster if this process started it. */
@@ -55,6 +57,7 @@ export async function openDatabase(opts: {
   const theOrm = orm;
   return {
     orm: theOrm,
+    url,
     embedded,
     async close() {
       await theOrm.close(true);

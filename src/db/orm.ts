@@ -4,6 +4,7 @@ import { PostgreSqlDriver, type EntityManager } from '@mikro-orm/postgresql';
 import { resolve } from 'node:path';
 import { migrationsList } from '../../migrations/index';
 import type { Logger } from '../logger';
+import { VisionSummary } from '../memory/summary.entity';
 import { TokensCount } from '../tokenscount/tokenscount.entity';
 import { File } from '../vision/file.entity';
 import { VisionMessage } from '../vision/message.entity';
@@ -13,7 +14,7 @@ import { countStatement } from './sql-stats';
 export type { EntityManager };
 export type Orm = MikroORM<PostgreSqlDriver>;
 
-export const entities = [Vision, VisionMessage, File, TokensCount];
+export const entities = [Vision, VisionMessage, File, TokensCount, VisionSummary];
 
 /** MikroORM options for PostgreSQL at `url`; migrations come from `migrations/index.ts`. */
 export interface OrmOpts {

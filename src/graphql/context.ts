@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
+import type { MemoryService } from '../memory/memory.service';
 import type { DialogService } from '../vision/dialog.service';
 import type { VisionLoaders } from '../vision/vision.loaders';
 import type { Identity } from './auth';
@@ -27,6 +28,7 @@ export interface GraphQLContext {
   config: Config;
   logger: Logger;
   dialog: DialogService;
+  memory: MemoryService;
   pubsub: AppPubSub;
 }
 
@@ -68,6 +70,9 @@ export class OperationContext implements GraphQLContext {
   }
   get dialog(): DialogService {
     return this.services.dialog;
+  }
+  get memory(): MemoryService {
+    return this.services.memory;
   }
   get pubsub(): AppPubSub {
     return this.services.pubsub;

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { countTokens, encodeChat } from 'gpt-tokenizer';
+import { countTokens, decode, encode, encodeChat } from 'gpt-tokenizer';
 
 /**
  * A small OpenAI-compatible Chat Completions endpoint on loopback, used when no OPENAI_API_KEY
@@ -21,6 +21,25 @@ function lastUserText(messages: ChatMessage[]): string {
     if (m.role === 'user' && typeof m.content === 'string') return m.content;
   }
   return '';
+}
+
+/** How a request for a rolling summary begins (`memory/summarizer.ts`): the offline responder summarises it. */
+export const SUMMARY_PROMPT_MARKER = 'You maintain the running summary';
+
+/**
+ * Deterministic summary: the previous one, then the first words of each new message of the
+ * person, so that what was said stays findable; the caller's `max_tokens` bounds it.
+ */
+export function offlineSummary(messages: ChatMessage[]): string {
+  const input = lastUserText(messages);
+  const [prevPart = '', newPart = ''] = input.split(/\n\nNew messages, oldest first:\n\n/);
+  const previous = prevPart.replace(/^Previous summary:\n/, '').trim();
+  const points = newPart
+    .split(/\n\n(?=(?:Person|Coach): )/)
+    .filter((l) => l.startsWith('Person: '))
+    .map((l) => l.slice('Person: '.length).trim().split(/\s+/).slice(0, 12).join(' '));
+  const start = previous.startsWith('(none yet') ? '(offline summary) The person said:' : previous;
+  return [start, ...points.map((p) => `- ${p}`)].join('\n');
 }
 
 /** Deterministic coach reply: the same history always gives the same text. */
@@ -60,7 +79,16 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   }
   const body = await readJson(req);
   const messages: ChatMessage[] = Array.isArray(body.messages) ? body.messages : [];
-  const text = offlineReply(messages);
+  const first = messages[0];
+  const summary = first?.role === 'system' && typeof first.content === 'string' && first.content.startsWith(SUMMARY_PROMPT_MARKER);
+  let text = summary ? offlineSummary(messages) : offlineReply(messages);
+  let finish = 'stop';
+  const maxTokens = Number(body.max_tokens ?? body.max_completion_tokens ?? 0);
+  if (maxTokens > 0 && countTokens(text) > maxTokens) {
+    // like a real model at its limit: the text is cut and the finish says so
+    text = decode(encode(text).slice(0, maxTokens)).replace(/\uFFFD+$/, '');
+    finish = 'length';
+  }
   const prompt = promptTokens(messages);
   const completion = countTokens(text);
   const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
@@ -69,7 +97,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const model = String(body.model ?? 'offline');
   if (!body.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ id, object: 'chat.completion', created, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage }));
+    res.end(JSON.stringify({ id, object: 'chat.completion', created, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: finish }], usage }));
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -78,7 +106,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   words.forEach((w, i) =>
     send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: w } : { content: w }, finish_reason: null }] }),
   );
-  send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+  send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: finish }] });
   if (body.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
   res.end('data: [DONE]\n\n');
 }

@@ -44,6 +44,8 @@ export interface CallModelParams {
   timeoutMs: number;
   /** Each piece of content as it arrives, in order; awaited before the next one. */
   onDelta?: (delta: string) => void | Promise<void>;
+  /** The longest answer the model may give (`max_tokens`); unset: the model's own limit. */
+  maxTokens?: number;
   /**
    * Aborted when the process shuts down: the final write of the row then gives up after a few
    * attempts instead of ~20 (the row stays pending and a sweeper settles it).
@@ -128,7 +130,14 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
   let error: unknown;
   try {
     const stream = await p.client.chat.completions.create(
-      { model: p.model, messages: p.messages, stream: true, stream_options: { include_usage: true } },
+      {
+        model: p.model,
+        messages: p.messages,
+        stream: true,
+        stream_options: { include_usage: true },
+        // max_tokens, not max_completion_tokens: every OpenAI-compatible server (Ollama, vLLM) knows it
+        ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
+      },
       { signal: ac.signal },
     );
     for await (const chunk of stream) {

@@ -41,13 +41,22 @@ export async function lockActiveVision(on: SqlOn, visionId: string, userId: stri
 
 export async function insertMessage(
   on: SqlOn,
-  m: { visionId: string; sender: string; content: string; state: MessageState; clientMessageId?: string | null; replyTo?: string },
+  m: {
+    visionId: string;
+    sender: string;
+    content: string;
+    state: MessageState;
+    clientMessageId?: string | null;
+    replyTo?: string;
+    /** Tokens of the content with the model's tokenizer (memory/), counted once here. */
+    tokens?: number | null;
+  },
 ): Promise<VisionMessage> {
   const [row] = await queryRows(
     on,
-    `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, heartbeatat, createdat)
-     values (?, ?, ?, 'text', ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning *`,
-    [uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.state === MessageState.STREAMING],
+    `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, tokens, heartbeatat, createdat)
+     values (?, ?, ?, 'text', ?, ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning *`,
+    [uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
   );
   return VisionMessage.fromRow(row!);
 }
@@ -129,19 +138,20 @@ export async function saveReplyProgress(on: SqlOn, replyId: string, content: str
  */
 export async function storeReplyFinal(
   on: SqlOn,
-  r: { replyId: string; visionId: string; state: MessageState; content: string; payload: Record<string, unknown> | null },
+  r: { replyId: string; visionId: string; state: MessageState; content: string; tokens: number; payload: Record<string, unknown> | null },
 ): Promise<VisionMessage> {
   const payload = r.payload && JSON.stringify(r.payload);
   const [row] = await queryRows(
     on,
     `update vision_messages set
        content = ?,
+       tokens = ?,
        state = case when state = 'streaming' then ? else state end,
        payload = case when state = 'streaming' and ?::jsonb is not null then coalesce(payload, '{}'::jsonb) || ?::jsonb else payload end,
        heartbeatat = null
      where id = ? and state in ('streaming', 'stopped')
      returning *`,
-    [r.content, r.state, payload, payload, r.replyId],
+    [r.content, r.tokens, r.state, payload, payload, r.replyId],
   );
   await queryRows(on, `update visions set updatedat = greatest(now(), updatedat) where id = ?`, [r.visionId]);
   if (row) return VisionMessage.fromRow(row);

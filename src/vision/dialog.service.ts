@@ -8,6 +8,7 @@ import { parseId } from '../graphql/relay';
 import type { Logger } from '../logger';
 import type { ModelBreaker } from '../llm/breaker';
 import type { RateLimits } from '../graphql/rate-limits';
+import type { MemoryService } from '../memory/memory.service';
 import { settlePendingCall, type ModelFailureReason } from '../tokenscount/call-model';
 import {
   CLIENT_KEY,
@@ -44,6 +45,8 @@ export interface DialogDeps {
   replyBuffer: ReplyBuffer;
   /** Pauses model calls while the provider keeps failing. */
   breaker: ModelBreaker;
+  /** What each request to the model carries (budget, summary, window), and the summary's next steps. */
+  memory: MemoryService;
   /** Per-user send limit; checked before anything is stored. */
   limits?: Pick<RateLimits, 'consumeSend'>;
   logger: Logger;
@@ -155,7 +158,14 @@ export class DialogService {
       turn = await this.withStaleRecovery(visionId, () =>
         inTransaction(this.sql, async (tx) => {
           const { title } = await lockActiveVision(tx, visionId, userId);
-          const user = await insertMessage(tx, { visionId, sender: 'user', content, state: MessageState.COMPLETE, clientMessageId: key });
+          const user = await insertMessage(tx, {
+            visionId,
+            sender: 'user',
+            content,
+            state: MessageState.COMPLETE,
+            clientMessageId: key,
+            tokens: this.deps.memory.count(content),
+          });
           const reply = await insertReply(tx, visionId, user.id);
           return { title, user, reply };
         }),

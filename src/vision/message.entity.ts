@@ -49,6 +49,10 @@ export class VisionMessage {
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'heartbeatat', nullable: true })
   heartbeatAt?: Date | null;
 
+  /** Tokens of the content with the model's tokenizer, counted once when stored (null for old rows). */
+  @Property({ type: 'int', nullable: true })
+  tokens?: number | null;
+
   @Field(() => Date)
   @Property({ type: 'datetime', columnType: 'timestamptz', fieldName: 'createdat' })
   createdAt: Date = new Date();
@@ -71,6 +75,7 @@ export class VisionMessage {
       clientMessageId: (row.clientmessageid as string | null) ?? null,
       replyTo: (row.replyto as string | null) ?? null,
       heartbeatAt: pgDateOrNull(row.heartbeatat),
+      tokens: (row.tokens as number | null | undefined) ?? null,
       // JSON rows carry the instant as milliseconds too (message.queries.ts): no text to parse
       createdAt: typeof row.createdms === 'number' ? new Date(row.createdms) : pgDate(row.createdat),
     };

@@ -1,11 +1,12 @@
 import type { OpenAI } from 'openai';
 import type { Config } from '../config';
 import { inTransaction, type SqlRunner } from '../db/sql';
-import { toChatMessages } from '../llm/history';
 import type { Logger } from '../logger';
 import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
 import { callModelAndLogTokens, isProviderFault, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
-import { loadHistory, saveReplyProgress, storeReplyFinal } from './dialog.queries';
+import type { ModelContextPlan } from '../memory/context';
+import type { MemoryService } from '../memory/memory.service';
+import { saveReplyProgress, storeReplyFinal } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
 import { MessageState } from './vision.enums';
@@ -42,6 +43,7 @@ export class ReplyRunner {
       config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
       llm: { client: OpenAI; model: string; provider: string };
       breaker: ModelBreaker;
+      memory: MemoryService;
       events: ReplyEvents;
       logger: Logger;
     },
@@ -130,8 +132,10 @@ export class ReplyRunner {
 
     let result: CallModelResult | undefined;
     let failure: ModelFailureReason | undefined;
+    let plan: ModelContextPlan | undefined;
     try {
-      const history = await loadHistory(sql, reply.visionId, config.maxMessages);
+      // budget, summary and window (memory/); the reply never waits for a summary step
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
@@ -141,8 +145,8 @@ export class ReplyRunner {
             clientType: 'user',
             provider: llm.provider,
             model: llm.model,
-            messages: toChatMessages({ systemPrompt: config.dialog.systemPrompt, title, history }),
-            meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id },
+            messages: context.messages,
+            meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id, purpose: 'reply' },
             signal: run.abort.signal,
             timeoutMs: config.llm.timeoutMs,
             closing: this.closing.signal,
@@ -165,7 +169,7 @@ export class ReplyRunner {
         // no call was made, so no tokens were spent and no tokenscount row is written
         logger.warn({ visionId: reply.visionId, replyId: reply.id }, 'model breaker open: reply failed at once');
       } else {
-        // the history read or the tokenscount write failed: the reply cannot be trusted as complete
+        // the context read or the tokenscount write failed: the reply cannot be trusted as complete
         logger.error({ err, visionId: reply.visionId, replyId: reply.id }, 'reply generation failed');
       }
     } finally {
@@ -178,6 +182,9 @@ export class ReplyRunner {
     const payload = failure ? { error: { reason: failure } } : cut ? { finishReason: result!.finishReason } : null;
     const final = await this.storeFinal(reply, state, result?.content ?? content, payload);
     if (final) events.ended(final, seq + 1);
+    if (final && plan && final.state !== MessageState.FAILED) {
+      await this.deps.memory.afterReply(reply.visionId, plan).catch((err) => logger.warn({ err, visionId: reply.visionId }, 'queueing a summary step failed'));
+    }
     // not stored (the database stayed away until shutdown): the next sweep closes it and publishes its end
     return final ?? reply;
   }
@@ -196,7 +203,7 @@ export class ReplyRunner {
     for (let attempt = 0; ; attempt++) {
       try {
         return await inTransaction(this.deps.sql, (tx) =>
-          storeReplyFinal(tx, { replyId: reply.id, visionId: reply.visionId, state, content, payload }),
+          storeReplyFinal(tx, { replyId: reply.id, visionId: reply.visionId, state, content, tokens: this.deps.memory.count(content), payload }),
         );
       } catch (err) {
         if (this.closing.signal.aborted && attempt >= 3) {

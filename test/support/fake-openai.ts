@@ -78,6 +78,11 @@ export interface FakeOpenAI {
    * connection. Cleared by `reset()`.
    */
   onRequest?: (r: RecordedRequest) => void | Promise<void>;
+  /**
+   * Chooses the behaviour for a request before the queue is looked at (e.g. by its system
+   * prompt: summaries and replies arrive in any order); `undefined` falls back to the queue.
+   */
+  route?: (r: RecordedRequest) => Behaviour | undefined;
   /** Clears the queue, the recorded requests and `onRequest`, restores the initial default behaviour. */
   reset(): void;
   /** Resolves when `n` requests have been received in total (use to sync tests). Default timeout 5000 ms. */
@@ -110,6 +115,7 @@ class FakeOpenAIServer implements FakeOpenAI {
   requests: RecordedRequest[] = [];
   defaultBehaviour: Behaviour = initialBehaviour();
   onRequest?: (r: RecordedRequest) => void | Promise<void>;
+  route?: (r: RecordedRequest) => Behaviour | undefined;
 
   private queue: Behaviour[] = [];
   private sockets = new Set<Socket>();
@@ -144,6 +150,7 @@ class FakeOpenAIServer implements FakeOpenAI {
     this.requests = [];
     this.defaultBehaviour = initialBehaviour();
     this.onRequest = undefined;
+    this.route = undefined;
   }
 
   waitForRequests(n: number, timeoutMs = 5000): Promise<void> {
@@ -245,7 +252,7 @@ class FakeOpenAIServer implements FakeOpenAI {
       return sendJson(res, 400, { error: { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error', param: null, code: null } });
     }
 
-    const behaviour = this.queue.length > 0 ? this.queue.shift()! : this.defaultBehaviour;
+    const behaviour = this.route?.(rec) ?? (this.queue.length > 0 ? this.queue.shift()! : this.defaultBehaviour);
     if (this.onRequest) await this.onRequest(rec);
     const ctx: ReplyContext = {
       id: `chatcmpl-fake-${n}`,

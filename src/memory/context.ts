@@ -1,0 +1,97 @@
+import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { SqlRunner } from '../db/sql';
+import type { Tokenizer } from '../llm/tokenizer';
+import { VisionMessage } from '../vision/message.entity';
+import { findLatestSummary, findWindowCandidates, storeMessageTokens } from './memory.queries';
+import type { VisionSummary } from './summary.entity';
+
+/** The heading of the summary's system message; part of the stable prefix. */
+export const SUMMARY_HEADING = 'Summary of the path so far (earlier messages, in order):\n';
+
+export interface ContextRules {
+  /** CONTEXT_TOKEN_BUDGET */
+  budgetTokens: number;
+  /** REPLY_TOKEN_RESERVE */
+  replyReserveTokens: number;
+  /** MAX_MESSAGES: the window's largest size. */
+  maxMessages: number;
+  /** VISION_SYSTEM_PROMPT; `{title}` is replaced by the vision's title. */
+  systemPrompt: string;
+}
+
+/** What one request to the model carries, and how it was chosen. */
+export interface ModelContextPlan {
+  budgetTokens: number;
+  /** Tokens of the whole request as the model's tokenizer counts it. */
+  totalTokens: number;
+  summary: VisionSummary | null;
+  recalled: VisionMessage[];
+  /** Oldest first; a message cut to fit carries its cut content. */
+  window: VisionMessage[];
+  /** System prompt, summary, recalled, window: what changes least comes first (prompt caching). */
+  messages: ChatCompletionMessageParam[];
+  /** Eligible messages after the summary's coverage that are not in the window: the summary's next step. */
+  outside: boolean;
+}
+
+export function summaryMessage(s: VisionSummary): string {
+  return SUMMARY_HEADING + s.content;
+}
+
+/**
+ * Chooses what the model is sent for a vision: the system prompt with the title, the rolling
+ * summary (as a system message right after it, so the prefix stays byte-identical between
+ * summary updates), then the newest eligible messages after the summary's coverage that fit
+ * CONTEXT_TOKEN_BUDGET minus REPLY_TOKEN_RESERVE, at most MAX_MESSAGES. The newest message is
+ * always included: one longer than what is left keeps its end. Two indexed statements, whatever
+ * the length of the dialog; token counts are read, not computed (rows from before counts existed
+ * are counted once and stored).
+ */
+export async function planContext(
+  sql: SqlRunner,
+  tok: Tokenizer,
+  rules: ContextRules,
+  vision: { id: string; title: string },
+): Promise<ModelContextPlan> {
+  const summary = await findLatestSummary(sql, vision.id);
+  // one more than the window can hold: whether anything is left outside
+  const candidates = await findWindowCandidates(sql, vision.id, summary, rules.maxMessages + 1);
+  const missing = candidates.filter((m) => m.tokens == null).map((m) => ({ id: m.id, tokens: (m.tokens = tok.count(m.content)) }));
+  if (missing.length) await storeMessageTokens(sql, missing);
+
+  const system = rules.systemPrompt.split('{title}').join(vision.title);
+  let total = tok.chatBase + tok.perMessage + tok.count(system);
+  if (summary) total += tok.perMessage + summary.tokens;
+  const room = rules.budgetTokens - rules.replyReserveTokens;
+
+  const chosen: VisionMessage[] = [];
+  for (const m of candidates.slice(0, rules.maxMessages)) {
+    const cost = tok.perMessage + m.tokens!;
+    if (total + cost <= room) {
+      chosen.push(m);
+      total += cost;
+      continue;
+    }
+    if (chosen.length === 0) {
+      // the latest message never drops out: it keeps as much of its end as fits
+      const content = tok.tail(m.content, Math.max(1, room - total - tok.perMessage)).replace(/^\uFFFD+/, '');
+      const tokens = tok.count(content);
+      chosen.push(Object.setPrototypeOf({ ...m, content, tokens }, VisionMessage.prototype) as VisionMessage);
+      total += tok.perMessage + tokens;
+    }
+    break;
+  }
+  const window = chosen.reverse();
+  const messages: ChatCompletionMessageParam[] = [{ role: 'system', content: system }];
+  if (summary) messages.push({ role: 'system', content: summaryMessage(summary) });
+  for (const m of window) messages.push({ role: m.sender === 'user' ? 'user' : 'assistant', content: m.content });
+  return {
+    budgetTokens: rules.budgetTokens,
+    totalTokens: total,
+    summary,
+    recalled: [],
+    window,
+    messages,
+    outside: candidates.length > window.length,
+  };
+}

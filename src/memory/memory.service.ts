@@ -1,0 +1,87 @@
+import type { OpenAI } from 'openai';
+import type { Config } from '../config';
+import type { SqlRunner } from '../db/sql';
+import type { JobQueue } from '../jobs/queue';
+import { tokenizerFor, type Tokenizer } from '../llm/tokenizer';
+import type { Logger } from '../logger';
+import { planContext, type ContextRules, type ModelContextPlan } from './context';
+import { Summarizer } from './summarizer';
+
+/** The background task that takes one summary step for a vision. */
+export const SUMMARY_TASK = 'vision-summary';
+
+/**
+ * Memory of the whole path: what each request to the model carries (token budget, rolling
+ * summary, window) and the background job that keeps the summary up to date. The dialog asks
+ * for a plan before each reply and reports after it; a reply never waits for a summary.
+ */
+export class MemoryService {
+  readonly tokenizer: Tokenizer;
+  readonly rules: ContextRules & { summaryMaxTokens: number };
+  private readonly summarizer: Summarizer;
+  private jobs?: JobQueue;
+
+  constructor(
+    private readonly deps: {
+      sql: SqlRunner;
+      config: Pick<Config, 'memory' | 'maxMessages' | 'dialog' | 'llm'>;
+      llm: { client: OpenAI; model: string; provider: string };
+      logger: Logger;
+    },
+  ) {
+    const { config } = deps;
+    this.tokenizer = tokenizerFor(deps.llm.model);
+    this.rules = {
+      budgetTokens: config.memory.budgetTokens,
+      replyReserveTokens: config.memory.replyReserveTokens,
+      summaryMaxTokens: config.memory.summaryMaxTokens,
+      maxMessages: config.maxMessages,
+      systemPrompt: config.dialog.systemPrompt,
+    };
+    this.summarizer = new Summarizer({
+      sql: deps.sql,
+      llm: deps.llm,
+      tokenizer: this.tokenizer,
+      rules: this.rules,
+      timeoutMs: config.llm.timeoutMs,
+      logger: deps.logger,
+    });
+  }
+
+  /** Registers the summary task; summaries are queued from then on. */
+  useJobs(jobs: JobQueue): void {
+    // an instance with summaries off neither queues nor runs them
+    if (!this.deps.config.memory.summaries) return;
+    this.jobs = jobs;
+    jobs.register<{ visionId: string }>(SUMMARY_TASK, async ({ visionId }) => {
+      const outcome = await this.summarizer.step(visionId);
+      if (outcome !== 'nothing') this.deps.logger.info({ visionId, outcome }, 'summary step');
+      if (outcome === 'more') await this.queueSummary(visionId);
+    });
+  }
+
+  /** What the model would be sent for the vision now. */
+  plan(vision: { id: string; title: string }, sql: SqlRunner = this.deps.sql): Promise<ModelContextPlan> {
+    return planContext(sql, this.tokenizer, this.rules, vision);
+  }
+
+  /** Tokens of a message's content, counted once when it is stored. */
+  count(text: string): number {
+    return this.tokenizer.count(text);
+  }
+
+  /** After a reply: when messages are left outside the window, the summary takes its next step. */
+  async afterReply(visionId: string, plan: ModelContextPlan): Promise<void> {
+    if (plan.outside) await this.queueSummary(visionId);
+  }
+
+  /** One summary step now (tests and operators); the queue normally does this. */
+  summarizeNow(visionId: string) {
+    return this.summarizer.step(visionId);
+  }
+
+  private async queueSummary(visionId: string): Promise<void> {
+    // keyed by vision: however many instances ask, one step waits and one runs
+    await this.jobs?.send(SUMMARY_TASK, { visionId }, visionId);
+  }
+}
