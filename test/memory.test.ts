@@ -228,6 +228,21 @@ describe('token budget', () => {
   });
 });
 
+describe('metering of the request', () => {
+  test("the row keeps the local count beside the provider's prompt_tokens, and the provider's cached prompt tokens", async () => {
+    const user = newUser('cache');
+    const visionId = await createVision(user);
+    const usage = { prompt_tokens: 1234, completion_tokens: 2, total_tokens: 1236, prompt_tokens_details: { cached_tokens: 1024 } };
+    fake.enqueue({ kind: 'stream', chunks: ['ok'], usage: usage as any });
+    expect((await send(user, visionId, 'Hola, ¿cómo empiezo?')).errors).toBeUndefined();
+    const received = replies()[replies().length - 1]!.body.messages;
+    const [row] = await server.sql(`select prompttokens, rawusage, meta from tokenscount where meta->>'visionid' = ?`, [visionId]);
+    expect(row!.prompttokens).toBe(1234);
+    expect(row!.rawusage.prompt_tokens_details).toEqual({ cached_tokens: 1024 });
+    expect(row!.meta.localPromptTokens).toBe(encodeChat(received, 'gpt-4o').length);
+  });
+});
+
 describe('statuses, failures, owners', () => {
   test('FAILED replies never reach a summary or the window; a FROZEN vision keeps its summary; a DELETED one gets no step', async () => {
     const user = newUser('status');

@@ -47,6 +47,11 @@ export interface CallModelParams {
   /** The longest answer the model may give (`max_tokens`); unset: the model's own limit. */
   maxTokens?: number;
   /**
+   * The caller's count of the request with the model's own tokenizer, stored beside the
+   * provider's `prompt_tokens` (drift); unset: gpt-tokenizer's default encoding estimates it.
+   */
+  localPromptTokens?: number;
+  /**
    * Aborted when the process shuts down: the final write of the row then gives up after a few
    * attempts instead of ~20 (the row stays pending and a sweeper settles it).
    */
@@ -97,7 +102,7 @@ export interface CallModelResult {
  * reason), never thrown.
  */
 export async function callModelAndLogTokens(p: CallModelParams): Promise<CallModelResult> {
-  const localPromptTokens = estimatePrompt(p.messages);
+  const localPromptTokens = p.localPromptTokens ?? estimatePrompt(p.messages);
   let tokensCountId: string;
   try {
     tokensCountId = await insertPendingCall(p.em, {

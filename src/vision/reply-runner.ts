@@ -146,6 +146,7 @@ export class ReplyRunner {
             provider: llm.provider,
             model: llm.model,
             messages: context.messages,
+            localPromptTokens: context.totalTokens,
             meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id, purpose: 'reply' },
             signal: run.abort.signal,
             timeoutMs: config.llm.timeoutMs,
