@@ -15,6 +15,7 @@ import { createScratchDatabase } from './support/db';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI, type RecordedRequest } from './support/fake-openai';
 import { spawnServer, type ServerProcess } from './support/process';
 import { errorCode, newUser, postGraphQL, startTestServer, type TestServer } from './support/server';
+import { sleep, waitUntil } from './support/wait';
 
 const CONTEXT = `query Ctx($id: ID!) { vision(id: $id) { id summary { content coveredMessages coveredThroughMessageId updatedAt }
   context { budgetTokens totalTokens summary { content } recalled { id } window { id sender content } } } }`;
@@ -26,10 +27,12 @@ let env: Record<string, string>;
 /** What a summary request gets; set per test. */
 let summaryBehaviour: (r: RecordedRequest) => Behaviour;
 
+/** Background jobs poll every second: a longer default wait than the dialog's. */
+const waitFor = <T>(what: string, check: () => Promise<T | null | undefined | false>, timeoutMs = 15_000) => waitUntil(what, check, timeoutMs, 100);
+
 const isSummary = (r: RecordedRequest) => String(r.body?.messages?.[0]?.content ?? '').startsWith(SUMMARY_PROMPT_MARKER);
 const summaries = () => fake.requests.filter(isSummary);
 const replies = () => fake.requests.filter((r) => !isSummary(r) && r.path.endsWith('/chat/completions'));
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A summary that names what it covered: "S[<first words of each new message>]". */
 function namingSummary(r: RecordedRequest): Behaviour {
@@ -84,15 +87,6 @@ async function summaryRows(visionId: string, s: TestServer = server) {
   return s.sql(`select * from vision_summaries where visionid = ? order by createdat, id`, [visionId]);
 }
 
-async function waitFor<T>(what: string, check: () => Promise<T | null | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function context(user: string, id: string, s: TestServer = server) {
   const r = await s.gql<any, any>(CONTEXT, { id }, { user });

@@ -28,6 +28,7 @@ import { startFakeOpenAI, type Behaviour, type FakeOpenAI } from './support/fake
 import { spawnServer, type ServerProcess } from './support/process';
 import { newUser, postGraphQL, startTestServer, type TestServer } from './support/server';
 import { print } from 'graphql';
+import { sleep, waitUntil } from './support/wait';
 
 let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let fake: FakeOpenAI;
@@ -96,17 +97,7 @@ function held(): { promise: Promise<void>; release(): void } {
   return { promise, release };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 let keys = 0;
 const newKey = () => `mf-${process.pid}-${++keys}`;

@@ -23,6 +23,7 @@ import { spawnServer, type ServerProcess } from './support/process';
 import { redisAvailable, TEST_REDIS_URL } from './support/redis';
 import { errorCode, newUser, postGraphQL, startTestServer, type TestServer } from './support/server';
 import { collect, wsClient } from './support/ws';
+import { sleep, waitUntil } from './support/wait';
 
 let fake: FakeOpenAI;
 let server: TestServer;
@@ -69,17 +70,7 @@ function ws(user: string, s: { url: string } = server): WsClient {
   return c;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function createVision(user: string, s: TestServer = server): Promise<string> {
   const r = await s.gql(CreateVisionDocument, { input: { title: 'Ends' } }, { user });
