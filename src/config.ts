@@ -3,10 +3,9 @@
  * The entry point calls {@link loadConfig} with `process.env`; nothing else reads the environment.
  * README.md's configuration table mirrors this file.
  */
+import { bool, ConfigError, int, str, timeZone, url, type Env } from './config.env';
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError } from './config.env';
 
 export type NodeEnv = 'production' | 'development' | 'test';
 
@@ -170,57 +169,6 @@ export const DEFAULT_SYSTEM_PROMPT =
   'You are a warm, practical coach. The person you talk to is working toward their vision: "{title}". ' +
   'Help them move toward it: ask clarifying questions, reflect what you hear, and suggest one concrete next step at a time. ' +
   'Answer in the language the person writes in. Be concise.';
-
-type Env = Record<string, string | undefined>;
-
-function str(env: Env, name: string): string | undefined {
-  const v = env[name];
-  if (v === undefined) return undefined;
-  const t = v.trim();
-  return t === '' ? undefined : t;
-}
-
-function int(env: Env, name: string, def: number, min: number, max: number): number {
-  const raw = str(env, name);
-  if (raw === undefined) return def;
-  if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
-function bool(env: Env, name: string, def: boolean): boolean {
-  const raw = str(env, name);
-  if (raw === undefined) return def;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
-}
-
-function url(env: Env, name: string, protocols: string[]): string | undefined {
-  const raw = str(env, name);
-  if (raw === undefined) return undefined;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new ConfigError(`${name} is not a valid URL`);
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
-  }
-  return raw;
-}
-
-function timeZone(env: Env, name: string, def: string): string {
-  const tz = str(env, name) ?? def;
-  try {
-    new Intl.DateTimeFormat('ru-RU', { timeZone: tz });
-  } catch {
-    throw new ConfigError(`${name} is not a known IANA time zone: "${tz}"`);
-  }
-  return tz;
-}
 
 /** Reads and validates the configuration; throws {@link ConfigError} with a clear message. */
 export function loadConfig(env: Env): Config {
