@@ -1,7 +1,7 @@
 // The benchmark harness of issue 5 (see BENCHMARKS.md). Usually started by `npm run bench`
 // (bench/bootstrap.mjs builds the server and installs bench/ first).
 //
-//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]
+//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]
 //
 //   --quick     short rounds, small seeds, 200 subscribers: a smoke check (< 2 minutes)
 //   --only=…    run only these scenarios (seeding is the same)
@@ -17,7 +17,8 @@
 //
 // This process: the fake model, the autocannon load, the serial latency loops, the streaming
 // client. Child processes: the server under test (node dist/src/index.js, NODE_ENV=production),
-// PostGraphile (scenarios 1, 2), the raw-pg floor (scenario 3), the subscriber swarm (scenario 5).
+// PostGraphile (scenarios 1, 2), the raw-pg floor (scenario 3), the subscriber swarm (scenario 5),
+// a server with its own memory settings (scenario 7, bench/lib/context-bench.mjs).
 import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ import { createClient } from 'graphql-ws';
 import { Agent, request } from 'node:http';
 import pg from 'pg';
 import WebSocket from 'ws';
+import { scenarioContextAssembly } from './lib/context-bench.mjs';
 import { createBenchDatabase, createPostGraphileHelpers, seedTokens, seedVision } from './lib/db.mjs';
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
@@ -46,10 +48,10 @@ const EMBEDDED = argv.includes('--embedded');
 const HEAP = argv.includes('--heap-snapshots');
 const fanArg = argv.find((a) => a.startsWith('--fan='));
 const onlyArg = argv.find((a) => a.startsWith('--only='));
-const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6']);
+const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6', '7']);
 for (const a of argv) {
   if (!['--quick', '--profile', '--embedded', '--heap-snapshots'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--fan=')) {
-    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
+    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
     process.exit(2);
   }
 }
@@ -102,6 +104,7 @@ const TARGETS = {
   fanP99Ms: 50,
   fanKb: 20,
   streamAddedMs: 5,
+  contextLength: 1.2,
 };
 
 const log = (...a) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -152,14 +155,14 @@ const serverUrl = () => `http://127.0.0.1:${serverPort}`;
  * it costs every promise an async-context hook on Node 20, so the measured server runs without it
  * and a separate short-lived server counts the statements (see `countStatements`).
  */
-async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP } = {}) {
+async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP, name, env = {} } = {}) {
   const port = await freePort();
   const nodeArgs = [];
   serverSeq++;
   if (profile) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=server-${serverSeq}-${Date.now()}.cpuprofile`);
   if (heap) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`);
   const proc = await startProcess({
-    name: sqlStats ? 'server (statement counter)' : 'server',
+    name: name ?? (sqlStats ? 'server (statement counter)' : 'server'),
     cwd: ROOT,
     nodeArgs,
     args: [join(ROOT, 'dist/src/index.js')],
@@ -181,6 +184,11 @@ async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP
       RATE_LIMIT_OPS_PER_SECOND: '1000000',
       RATE_LIMIT_SENDS_PER_MINUTE: '1000000',
       MAX_WS_PER_USER: '100000',
+      // no rolling-summary steps in the background: they would compete with the measurements
+      // (scenario 4's long vision alone is 500 steps) and cover messages that scenario 4's rounds
+      // delete again (a summary references the newest message it covers: the delete then fails)
+      SUMMARIES: 'false',
+      ...env,
     },
   });
   proc.port = port;
@@ -886,6 +894,28 @@ async function scenarioStreaming() {
   }
 }
 
+// ------------------------------------------------------------------ scenario 7: context assembly
+
+function scenarioContext() {
+  return scenarioContextAssembly({
+    quick: QUICK,
+    root: ROOT,
+    db,
+    pool,
+    fake,
+    log,
+    fmt,
+    addRow,
+    results,
+    target: TARGETS.contextLength,
+    headersFor,
+    sendQuery: Q_SEND,
+    // the main server stays up (idle) meanwhile
+    spawnServer: (env) => spawnOurServer({ name: 'server (scenario 7)', env }),
+    warm: exerciseEveryOperation,
+  });
+}
+
 // ------------------------------------------------------------------ output
 
 function printTable() {
@@ -987,6 +1017,7 @@ async function main() {
     [2, () => scenarioList(pgBase)],
     [3, () => scenarioWrite(floor.base, floor.pid)],
     [4, () => scenarioLength()],
+    [7, () => scenarioContext()],
     [6, () => scenarioStreaming()], // before the fan-out, which restarts the server
     [5, () => scenarioFanOut()], // last: it restarts the server for each size
   ];

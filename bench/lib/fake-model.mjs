@@ -15,12 +15,15 @@ const USAGE = { prompt_tokens: 120, completion_tokens: 8, total_tokens: 128 };
 export async function startFakeModel() {
   let requests = 0;
   let counter = 0;
+  const observers = new Set();
   const server = createServer((req, res) => {
+    const headAt = performance.now();
     const parts = [];
     req.on('data', (b) => parts.push(b));
     req.on('error', () => {});
     res.on('error', () => {});
     req.on('end', () => {
+      const bodyAt = performance.now();
       requests++;
       const path = (req.url ?? '').split('?')[0];
       if (req.method !== 'POST' || !path.endsWith('/chat/completions')) {
@@ -36,6 +39,7 @@ export async function startFakeModel() {
         res.end('{"error":{"message":"bad json","type":"invalid_request_error"}}');
         return;
       }
+      for (const fn of observers) fn({ headAt, bodyAt, body });
       const id = `chatcmpl-bench-${++counter}`;
       const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: body.model ?? 'bench', usage: null };
       const includeUsage = body.stream_options?.include_usage === true;
@@ -76,6 +80,11 @@ export async function startFakeModel() {
     port,
     get requests() {
       return requests;
+    },
+    /** Calls `fn({ headAt, bodyAt, body })` for each chat request; returns the function that stops it. */
+    observe(fn) {
+      observers.add(fn);
+      return () => observers.delete(fn);
     },
     close: () =>
       new Promise((resolve) => {
