@@ -45,7 +45,7 @@ function uuidv7() {
 }
 
 const INSERT_MESSAGE = `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, heartbeatat, createdat)
-  values ($1, $2, $3, 'text', $4, $5, $6, $7, $8, $9) returning *`;
+  values ($1, $2, $3, 'text', $4, $5, $6, $7, $8, $9) returning id, visionid, sender, messagetype, content, state, payload, clientmessageid, replyto, heartbeatat, tokens, createdat`;
 
 /** Streams one chat completion from the model; resolves with the text and the usage. */
 function callModel(messages) {
@@ -163,7 +163,7 @@ async function sendMessage(userId, visionId, content) {
          payload = case when state = 'streaming' and $3::jsonb is not null then coalesce(payload, '{}'::jsonb) || $4::jsonb else payload end,
          heartbeatat = null
        where id = $5 and state in ('streaming', 'stopped')
-       returning *`,
+       returning id, visionid, sender, messagetype, content, state, payload, clientmessageid, replyto, heartbeatat, tokens, createdat`,
       [result.content, 'complete', null, null, reply.id],
     );
     await c.query('update visions set updatedat = greatest(now(), updatedat) where id = $1', [visionId]);

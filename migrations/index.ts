@@ -2,6 +2,7 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261124000000_init } from './Migration20261124000000_init';
 import { Migration20261126000000_tokenscount_state } from './Migration20261126000000_tokenscount_state';
 import { Migration20261127000000_memory } from './Migration20261127000000_memory';
+import { Migration20261128000000_search } from './Migration20261128000000_search';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -12,4 +13,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261124000000_init', class: Migration20261124000000_init },
   { name: 'Migration20261126000000_tokenscount_state', class: Migration20261126000000_tokenscount_state },
   { name: 'Migration20261127000000_memory', class: Migration20261127000000_memory },
+  { name: 'Migration20261128000000_search', class: Migration20261128000000_search },
 ];

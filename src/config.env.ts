@@ -55,3 +55,18 @@ export function timeZone(env: Env, name: string, def: string): string {
   return tz;
 }
 
+
+export function num(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!/^-?(\d+\.?\d*|\.\d+)$/.test(raw)) throw new ConfigError(`${name} must be a number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function oneOf<T extends string>(env: Env, name: string, def: T, values: readonly T[]): T {
+  const raw = str(env, name) ?? def;
+  if (!values.includes(raw as T)) throw new ConfigError(`${name} must be one of ${values.join(', ')}; got "${raw}"`);
+  return raw as T;
+}

@@ -4,6 +4,7 @@
  * README.md's configuration table mirrors this file.
  */
 import { bool, ConfigError, int, str, timeZone, url, type Env } from './config.env';
+import { loadSearchConfig, type SearchConfig } from './search/search.config';
 
 export { ConfigError } from './config.env';
 
@@ -66,6 +67,7 @@ export interface Config {
   llm: LlmConfig;
   dialog: DialogConfig;
   memory: MemoryConfig;
+  search: SearchConfig;
   jobs: JobsConfig;
   limits: LimitsConfig;
   graphql: {
@@ -262,6 +264,7 @@ export function loadConfig(env: Env): Config {
       staleMs,
     },
     memory: { budgetTokens, replyReserveTokens, summaryMaxTokens, summaries: bool(env, 'SUMMARIES', true) },
+    search: loadSearchConfig(env),
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

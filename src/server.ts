@@ -18,6 +18,7 @@ import { createOpenAIClient, type OpenAI } from './llm/openai.client';
 import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder';
 import { JobQueue } from './jobs/queue';
 import { MemoryService } from './memory/memory.service';
+import { createSearch, type SearchModule } from './search/search.module';
 import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
@@ -30,6 +31,7 @@ export interface AppServer {
   app: FastifyInstance;
   dialog: DialogService;
   memory: MemoryService;
+  search: SearchModule;
   jobs: JobQueue;
   pubsub: AppPubSub;
   /**
@@ -87,10 +89,13 @@ export async function startServer(opts: {
     onStateChange: (state) => logger.warn({ state }, `model circuit breaker ${state}`),
   });
   const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider };
-  // durable background jobs (summaries) on the same PostgreSQL; any instance runs any job
+  // durable background jobs (summaries, embeddings) on the same PostgreSQL; any instance runs any job
   const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
   const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
   memory.useJobs(jobs);
+  // embeddings (jobs), recall into the context, search
+  const search = createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
+  memory.useSearch(search);
   const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, logger });
   await dialog.start();
   await jobs.start();
@@ -113,6 +118,7 @@ export async function startServer(opts: {
     logger,
     dialog,
     memory,
+    search: search.service,
     pubsub,
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
@@ -170,6 +176,7 @@ export async function startServer(opts: {
     app,
     dialog,
     memory,
+    search,
     jobs,
     pubsub,
     stop(graceMs = 0) {

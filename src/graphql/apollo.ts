@@ -11,13 +11,20 @@ import { createFormatError, ErrorCode } from './errors';
 import { jitGateway } from './executor';
 import type { RateLimits } from './rate-limits';
 
-/** One log line per GraphQL operation: name, user, duration, error code. No variables, no content. */
+/**
+ * One log line per GraphQL operation: name, user, duration, error code. No variables, no content.
+ * Also puts the context's warnings into `extensions.warnings`.
+ */
 function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart({ contextValue }) {
       const started = performance.now();
       return {
         async willSendResponse({ operationName, operation, errors, response }) {
+          if (contextValue.warnings?.length && response.body.kind === 'single') {
+            const result = response.body.singleResult;
+            result.extensions = { ...result.extensions, warnings: contextValue.warnings };
+          }
           const stats = sqlStats.getStore();
           if (exposeSqlStats && stats) response.http.headers.set('x-sql-statements', String(stats.statements));
           const codes = errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));

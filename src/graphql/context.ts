@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import type { MemoryService } from '../memory/memory.service';
+import type { SearchService } from '../search/search.service';
 import type { DialogService } from '../vision/dialog.service';
 import type { VisionLoaders } from '../vision/vision.loaders';
 import type { Identity } from './auth';
@@ -29,11 +30,14 @@ export interface GraphQLContext {
   logger: Logger;
   dialog: DialogService;
   memory: MemoryService;
+  search: SearchService;
   pubsub: AppPubSub;
+  /** Notes for the client beside the data, sent as `extensions.warnings` (e.g. a search answered by TEXT). */
+  warnings?: { code: string; message: string }[];
 }
 
 /** What every operation shares: the process's services. */
-export type ContextServices = Omit<GraphQLContext, 'user' | 'em' | 'loaders'> & {
+export type ContextServices = Omit<GraphQLContext, 'user' | 'em' | 'loaders' | 'warnings'> & {
   /** Forks the request's EntityManager. */
   fork(): EntityManager;
   createLoaders(sql: SqlRunner): VisionLoaders;
@@ -47,6 +51,7 @@ export type ContextServices = Omit<GraphQLContext, 'user' | 'em' | 'loaders'> & 
 export class OperationContext implements GraphQLContext {
   private forked?: EntityManager;
   private made?: VisionLoaders;
+  warnings?: { code: string; message: string }[];
 
   constructor(
     readonly user: Identity | null,
@@ -73,6 +78,9 @@ export class OperationContext implements GraphQLContext {
   }
   get memory(): MemoryService {
     return this.services.memory;
+  }
+  get search(): SearchService {
+    return this.services.search;
   }
   get pubsub(): AppPubSub {
     return this.services.pubsub;

@@ -73,7 +73,14 @@ export class WsOperations {
   }
 
   /** graphql-ws `onNext`: a result with errors is sent with them formatted; others as they are. */
-  readonly onNext = (_ctx: unknown, _id: string, _payload: unknown, _args: unknown, result: ExecutionResult): FormattedExecutionResult | undefined => {
+  readonly onNext = (_ctx: unknown, _id: string, _payload: unknown, args: unknown, result: ExecutionResult): FormattedExecutionResult | undefined => {
+    const warnings = (args as { contextValue?: { warnings?: unknown[] } } | undefined)?.contextValue?.warnings;
+    if (warnings?.length) {
+      // a query's own result (never a shared subscription event): the same extensions as over HTTP
+      const { errors, ...rest } = result;
+      const extensions = { ...rest.extensions, warnings };
+      return errors?.length ? { ...rest, extensions, errors: errors.map((e) => this.format(e)) } : { ...rest, extensions };
+    }
     if (!result.errors?.length) return undefined;
     let out = this.formatted.get(result);
     if (!out) {

@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { countTokens, decode, encode, encodeChat } from 'gpt-tokenizer';
+import { offlineEmbedding, offlineEmbeddingTokens } from './offline-embeddings';
 
 /**
- * A small OpenAI-compatible Chat Completions endpoint on loopback, used when no OPENAI_API_KEY
+ * A small OpenAI-compatible Chat Completions (and embeddings) endpoint on loopback, used when no OPENAI_API_KEY
  * is configured outside production. The normal SDK code path talks to it: it streams a
  * deterministic reply and reports usage, so the whole dialog, token accounting included, works
  * on a machine with no network.
@@ -72,7 +73,25 @@ async function readJson(req: IncomingMessage): Promise<Record<string, any>> {
   return JSON.parse(Buffer.concat(parts).toString('utf8'));
 }
 
+/** The embeddings endpoint: deterministic vectors (offline-embeddings.ts), `dimensions` honoured. */
+export function embeddingsResponse(body: Record<string, any>): Record<string, unknown> {
+  const input: string[] = Array.isArray(body.input) ? body.input.map(String) : [String(body.input ?? '')];
+  const dims = Number(body.dimensions) > 0 ? Number(body.dimensions) : 256;
+  const tokens = input.reduce((n, t) => n + offlineEmbeddingTokens(t), 0);
+  return {
+    object: 'list',
+    model: String(body.model ?? 'offline-embedding'),
+    data: input.map((t, index) => ({ object: 'embedding', index, embedding: offlineEmbedding(t, dims) })),
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  };
+}
+
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method === 'POST' && /\/embeddings$/.test(req.url ?? '')) {
+    const body = await readJson(req);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(embeddingsResponse(body)));
+    return;
+  }
   if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
     res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
     return;

@@ -8,6 +8,20 @@ import type { VisionSummary } from './summary.entity';
 /** The heading of the summary's system message; part of the stable prefix. */
 export const SUMMARY_HEADING = 'Summary of the path so far (earlier messages, in order):\n';
 
+/** The heading of the recalled moments' system message. */
+export const RECALL_HEADING = 'Earlier moments of this path, recalled because they bear on the latest message (oldest first):';
+
+/** Recalled messages may take this share of the room at most; the window keeps the rest. */
+const RECALL_SHARE = 0.25;
+/** Longest recalled message, in tokens (a longer one keeps its beginning). */
+const RECALL_MESSAGE_TOKENS = 400;
+
+/**
+ * Finds older messages that bear on `latest`, outside the window (older than `beforeMessageId`),
+ * best first (search/recall.ts).
+ */
+export type Recaller = (latest: VisionMessage, beforeMessageId: string) => Promise<{ message: VisionMessage; score: number }[]>;
+
 export interface ContextRules {
   /** CONTEXT_TOKEN_BUDGET */
   budgetTokens: number;
@@ -38,12 +52,20 @@ export function summaryMessage(s: VisionSummary): string {
   return SUMMARY_HEADING + s.content;
 }
 
+/** The recalled moments as one system message, each with its date and who said it. */
+export function recalledMessage(list: VisionMessage[]): string {
+  const lines = list.map((m) => `[${m.createdAt.toISOString().slice(0, 10)}] ${m.sender === 'user' ? 'Person' : 'Coach'}: ${m.content}`);
+  return `${RECALL_HEADING}\n\n${lines.join('\n\n')}`;
+}
+
 /**
  * Chooses what the model is sent for a vision: the system prompt with the title, the rolling
  * summary (as a system message right after it, so the prefix stays byte-identical between
  * summary updates), then the newest eligible messages after the summary's coverage that fit
  * CONTEXT_TOKEN_BUDGET minus REPLY_TOKEN_RESERVE, at most MAX_MESSAGES. The newest message is
- * always included: one longer than what is left keeps its end. Two indexed statements, whatever
+ * always included: one longer than what is left keeps its end. With a `recall`, older messages that
+ * bear on the latest user message come after the summary (at most a quarter of the room). Two
+ * indexed statements (plus recall's), whatever
  * the length of the dialog; token counts are read, not computed (rows from before counts existed
  * are counted once and stored).
  */
@@ -52,6 +74,7 @@ export async function planContext(
   tok: Tokenizer,
   rules: ContextRules,
   vision: { id: string; title: string },
+  recall?: Recaller,
 ): Promise<ModelContextPlan> {
   const summary = await findLatestSummary(sql, vision.id);
   // one more than the window can hold: whether anything is left outside
@@ -63,6 +86,24 @@ export async function planContext(
   let total = tok.chatBase + tok.perMessage + tok.count(system);
   if (summary) total += tok.perMessage + summary.tokens;
   const room = rules.budgetTokens - rules.replyReserveTokens;
+
+  // recall looks only before the oldest message the window could hold, and only when something is there
+  const recalled: VisionMessage[] = [];
+  const latestUser = candidates.find((m) => m.sender === 'user');
+  const windowFloor = candidates[Math.min(candidates.length, rules.maxMessages) - 1];
+  if (recall && latestUser && windowFloor && (summary || candidates.length > rules.maxMessages)) {
+    const found = await recall(latestUser, windowFloor.id);
+    let share = Math.floor((room - total) * RECALL_SHARE) - tok.perMessage - tok.count(RECALL_HEADING);
+    for (const { message } of found) {
+      const content = tok.head(message.content, RECALL_MESSAGE_TOKENS).replace(/\uFFFD+$/, '');
+      const cost = tok.count(content) + 12;
+      if (cost > share) continue;
+      share -= cost;
+      recalled.push(Object.setPrototypeOf({ ...message, content }, VisionMessage.prototype) as VisionMessage);
+    }
+    recalled.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1));
+    if (recalled.length) total += tok.perMessage + tok.count(recalledMessage(recalled));
+  }
 
   const chosen: VisionMessage[] = [];
   for (const m of candidates.slice(0, rules.maxMessages)) {
@@ -84,12 +125,13 @@ export async function planContext(
   const window = chosen.reverse();
   const messages: ChatCompletionMessageParam[] = [{ role: 'system', content: system }];
   if (summary) messages.push({ role: 'system', content: summaryMessage(summary) });
+  if (recalled.length) messages.push({ role: 'system', content: recalledMessage(recalled) });
   for (const m of window) messages.push({ role: m.sender === 'user' ? 'user' : 'assistant', content: m.content });
   return {
     budgetTokens: rules.budgetTokens,
     totalTokens: total,
     summary,
-    recalled: [],
+    recalled,
     window,
     messages,
     outside: candidates.length > window.length,

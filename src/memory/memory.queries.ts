@@ -1,6 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import { queryRows, type SqlOn, uuidArray } from '../db/sql';
-import { VisionMessage } from '../vision/message.entity';
+import { VisionMessage, MESSAGE_COLUMNS } from '../vision/message.entity';
 import { VisionSummary } from './summary.entity';
 
 /**
@@ -40,7 +40,7 @@ export async function findWindowCandidates(on: SqlOn, visionId: string, after: V
   params.push(limit);
   const rows = await queryRows(
     on,
-    `select * from vision_messages where visionid = ? and ${ELIGIBLE} ${after ? `and ${AFTER_SUMMARY}` : ''}
+    `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE} ${after ? `and ${AFTER_SUMMARY}` : ''}
      order by createdat desc, id desc limit ?`,
     params,
   );
@@ -63,7 +63,7 @@ export async function findMessagesToSummarize(
   params.push(limit);
   const rows = await queryRows(
     on,
-    `select * from vision_messages where visionid = ? and ${ELIGIBLE}
+    `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE}
        and (createdat, id) < (select createdat, id from vision_messages where id = ?) ${after ? `and ${AFTER_SUMMARY}` : ''}
      order by createdat, id limit ?`,
     params,

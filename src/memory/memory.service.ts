@@ -4,7 +4,10 @@ import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
 import { tokenizerFor, type Tokenizer } from '../llm/tokenizer';
 import type { Logger } from '../logger';
+import type { VisionMessage } from '../vision/message.entity';
 import { planContext, type ContextRules, type ModelContextPlan } from './context';
+import type { EmbeddingService } from '../search/embedder';
+import type { Recall } from '../search/recall';
 import { Summarizer } from './summarizer';
 
 /** The background task that takes one summary step for a vision. */
@@ -20,6 +23,7 @@ export class MemoryService {
   readonly rules: ContextRules & { summaryMaxTokens: number };
   private readonly summarizer: Summarizer;
   private jobs?: JobQueue;
+  private search?: { recall: Recall; embeddings: EmbeddingService };
 
   constructor(
     private readonly deps: {
@@ -60,9 +64,22 @@ export class MemoryService {
     });
   }
 
-  /** What the model would be sent for the vision now. */
-  plan(vision: { id: string; title: string }, sql: SqlRunner = this.deps.sql): Promise<ModelContextPlan> {
-    return planContext(sql, this.tokenizer, this.rules, vision);
+  /** Recall of older moments (search/): plans carry them, and new messages are embedded after each turn. */
+  useSearch(search: { recall: Recall; embeddings: EmbeddingService }): void {
+    this.search = search;
+  }
+
+  /**
+   * What the model would be sent for the vision now. With `embedFor` (the owner, before a
+   * reply) the latest user message is embedded for recall if it has no embedding yet (a metered
+   * call); without it, recall uses stored embeddings only and the model is never called.
+   */
+  plan(vision: { id: string; title: string }, sql: SqlRunner = this.deps.sql, opts: { embedFor?: string } = {}): Promise<ModelContextPlan> {
+    const recall = this.search?.recall;
+    const recaller = recall?.enabled
+      ? (latest: VisionMessage, beforeMessageId: string) => recall.recall(sql, { visionId: vision.id, latest, beforeMessageId, embedFor: opts.embedFor })
+      : undefined;
+    return planContext(sql, this.tokenizer, this.rules, vision, recaller);
   }
 
   /** Tokens of a message's content, counted once when it is stored. */
@@ -70,8 +87,9 @@ export class MemoryService {
     return this.tokenizer.count(text);
   }
 
-  /** After a reply: when messages are left outside the window, the summary takes its next step. */
+  /** After a reply: the turn's messages are embedded; when messages are left outside the window, the summary takes its next step. */
   async afterReply(visionId: string, plan: ModelContextPlan): Promise<void> {
+    await this.search?.embeddings.queue(visionId);
     if (plan.outside) await this.queueSummary(visionId);
   }
 

@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { queryRows, type SqlOn } from '../db/sql';
 import { AppError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import type { HistoryItem } from '../llm/history';
-import { VisionMessage } from './message.entity';
+import { VisionMessage, MESSAGE_COLUMNS, messageColumns } from './message.entity';
 import { MessageState, VisionStatus } from './vision.enums';
 
 /**
@@ -55,7 +55,7 @@ export async function insertMessage(
   const [row] = await queryRows(
     on,
     `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, tokens, heartbeatat, createdat)
-     values (?, ?, ?, 'text', ?, ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning *`,
+     values (?, ?, ?, 'text', ?, ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning ${MESSAGE_COLUMNS}`,
     [uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
   );
   return VisionMessage.fromRow(row!);
@@ -75,7 +75,7 @@ export async function insertReply(on: SqlOn, visionId: string, userMessageId: st
 export async function findUserMessageByKey(on: SqlOn, k: { visionId: string; userId: string; key: string }): Promise<VisionMessage | null> {
   const [row] = await queryRows(
     on,
-    `select m.* from vision_messages m join visions v on v.id = m.visionid
+    `select ${messageColumns('m')} from vision_messages m join visions v on v.id = m.visionid
      where m.visionid = ? and m.clientmessageid = ? and v.userid = ?`,
     [k.visionId, k.key, k.userId],
   );
@@ -86,7 +86,7 @@ export async function findUserMessageByKey(on: SqlOn, k: { visionId: string; use
 export async function findLastUserMessage(on: SqlOn, visionId: string): Promise<VisionMessage | null> {
   const [row] = await queryRows(
     on,
-    `select * from vision_messages where visionid = ? and sender = 'user' order by createdat desc, id desc limit 1`,
+    `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and sender = 'user' order by createdat desc, id desc limit 1`,
     [visionId],
   );
   return row ? VisionMessage.fromRow(row) : null;
@@ -100,7 +100,7 @@ export async function replyStatesOf(on: SqlOn, visionId: string, userMessageId: 
 
 /** The latest reply to a user message, or null. */
 export async function findLatestReplyTo(on: SqlOn, userMessageId: string): Promise<VisionMessage | null> {
-  const [row] = await queryRows(on, `select * from vision_messages where replyto = ? order by createdat desc, id desc limit 1`, [userMessageId]);
+  const [row] = await queryRows(on, `select ${MESSAGE_COLUMNS} from vision_messages where replyto = ? order by createdat desc, id desc limit 1`, [userMessageId]);
   return row ? VisionMessage.fromRow(row) : null;
 }
 
@@ -150,12 +150,12 @@ export async function storeReplyFinal(
        payload = case when state = 'streaming' and ?::jsonb is not null then coalesce(payload, '{}'::jsonb) || ?::jsonb else payload end,
        heartbeatat = null
      where id = ? and state in ('streaming', 'stopped')
-     returning *`,
+     returning ${MESSAGE_COLUMNS}`,
     [r.content, r.tokens, r.state, payload, payload, r.replyId],
   );
   await queryRows(on, `update visions set updatedat = greatest(now(), updatedat) where id = ?`, [r.visionId]);
   if (row) return VisionMessage.fromRow(row);
-  const [current] = await queryRows(on, `select * from vision_messages where id = ?`, [r.replyId]);
+  const [current] = await queryRows(on, `select ${MESSAGE_COLUMNS} from vision_messages where id = ?`, [r.replyId]);
   return VisionMessage.fromRow(current!);
 }
 
@@ -231,7 +231,7 @@ export async function closeStaleReply(on: SqlOn, r: { id: string; content: strin
     `update vision_messages set state = 'failed', heartbeatat = null, content = ?,
        payload = coalesce(payload, '{}'::jsonb) || '{"error":{"reason":"interrupted"}}'::jsonb
      where id = ? and state = 'streaming' and (heartbeatat is null or heartbeatat < clock_timestamp() - make_interval(secs => ? / 1000.0))
-     returning *`,
+     returning ${MESSAGE_COLUMNS}`,
     [r.content, r.id, r.staleMs],
   );
   return row ? VisionMessage.fromRow(row) : null;

@@ -5,6 +5,17 @@ import { v7 as uuidv7 } from 'uuid';
 import { pgDate, pgDateOrNull } from '../db/sql';
 import { MessageSender, MessageState, MessageType } from './vision.enums';
 
+/**
+ * The columns a {@link VisionMessage} is read from. Statements list them instead of `*`: the
+ * table also holds `searchtsv` (search/), which no reader of messages needs.
+ */
+export const MESSAGE_COLUMNS = 'id, visionid, sender, messagetype, content, state, payload, clientmessageid, replyto, heartbeatat, tokens, createdat';
+
+/** {@link MESSAGE_COLUMNS} qualified by a table alias. */
+export function messageColumns(alias: string): string {
+  return MESSAGE_COLUMNS.split(', ').map((c) => `${alias}.${c}`).join(', ');
+}
+
 /** One step of the path (seed §2.3). Table `vision_messages`. */
 @ObjectType()
 @Entity({ tableName: 'vision_messages' })

@@ -1,6 +1,6 @@
 import { queryRows, uuidArray, type SqlRunner } from '../db/sql';
 import type { PageRequest } from '../graphql/relay';
-import { VisionMessage } from './message.entity';
+import { VisionMessage, messageColumns } from './message.entity';
 
 export interface MessagePageKey {
   visionId: string;
@@ -53,7 +53,7 @@ export function messagePageSql(visionSql: string, req: PageRequest, params: unkn
   }
   const dir = req.direction === 'forward' ? 'asc' : 'desc';
   params.push(req.take + 1);
-  return `select m.* from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
+  return `select ${messageColumns('m')} from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
 }
 
 /** What each field of the GraphQL `VisionMessage` type reads from a message row. */

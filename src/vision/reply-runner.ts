@@ -134,8 +134,8 @@ export class ReplyRunner {
     let failure: ModelFailureReason | undefined;
     let plan: ModelContextPlan | undefined;
     try {
-      // budget, summary and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }));
+      // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({

@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { embeddingsResponse } from '../../src/llm/offline-responder';
 
 /**
- * A fake OpenAI-compatible Chat Completions server for tests.
+ * A fake OpenAI-compatible Chat Completions (and embeddings) server for tests.
  *
  * Started on loopback with `startFakeOpenAI()`, it speaks OpenAI's real wire format (JSON and
  * SSE) so the official `openai` SDK can be driven through real HTTP. Each request consumes one
@@ -87,6 +88,17 @@ export interface FakeOpenAI {
   reset(): void;
   /** Resolves when `n` requests have been received in total (use to sync tests). Default timeout 5000 ms. */
   waitForRequests(n: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Requests to `/embeddings`, recorded apart from `requests` (chat), so counting chat calls is
+   * not disturbed by background embedding jobs.
+   */
+  embeddingRequests: RecordedRequest[];
+  /**
+   * What every embeddings request gets while set (`status`, `hang`, `cut`, `malformed`); unset
+   * (the default, also after `reset()`): deterministic vectors from src/llm/offline-embeddings.ts
+   * with usage, `dimensions` honoured.
+   */
+  embeddingBehaviour?: Behaviour;
   /** Closes the server, destroys open sockets and clears all timers. */
   close(): Promise<void>;
 }
@@ -94,6 +106,7 @@ export interface FakeOpenAI {
 const initialBehaviour = (): Behaviour => ({ kind: 'stream', chunks: ['Hello', ' from', ' the', ' coach.'] });
 
 const CHAT_PATHS = new Set(['/v1/chat/completions', '/chat/completions']);
+const EMBEDDING_PATHS = new Set(['/v1/embeddings', '/embeddings']);
 
 const errorDefaults: Record<number, { message: string; type: string; code: string | null }> = {
   400: { message: 'Invalid request.', type: 'invalid_request_error', code: null },
@@ -113,6 +126,8 @@ function defaultErrorBody(status: number): unknown {
 class FakeOpenAIServer implements FakeOpenAI {
   baseURL = '';
   requests: RecordedRequest[] = [];
+  embeddingRequests: RecordedRequest[] = [];
+  embeddingBehaviour?: Behaviour;
   defaultBehaviour: Behaviour = initialBehaviour();
   onRequest?: (r: RecordedRequest) => void | Promise<void>;
   route?: (r: RecordedRequest) => Behaviour | undefined;
@@ -148,6 +163,8 @@ class FakeOpenAIServer implements FakeOpenAI {
   reset(): void {
     this.queue = [];
     this.requests = [];
+    this.embeddingRequests = [];
+    this.embeddingBehaviour = undefined;
     this.defaultBehaviour = initialBehaviour();
     this.onRequest = undefined;
     this.route = undefined;
@@ -237,8 +254,12 @@ class FakeOpenAIServer implements FakeOpenAI {
         badJson = true;
       }
     }
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0]!;
     rec = { method: req.method ?? '', path, headers: { ...req.headers }, body, receivedAt: Date.now(), aborted: false };
+    if (req.method === 'POST' && EMBEDDING_PATHS.has(path)) {
+      this.embeddingRequests.push(rec);
+      return this.embeddings(res, body, badJson);
+    }
     if (res.destroyed) rec.aborted = true;
     this.record(rec);
     if (res.destroyed) return;
@@ -305,6 +326,35 @@ class FakeOpenAIServer implements FakeOpenAI {
         return;
       }
     }
+  }
+
+  private async embeddings(res: ServerResponse, body: any, badJson: boolean): Promise<void> {
+    if (badJson || typeof body !== 'object' || body === null) {
+      return sendJson(res, 400, { error: { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error', param: null, code: null } });
+    }
+    const b = this.embeddingBehaviour;
+    if (!b || b.kind === 'stream') {
+      await this.sleep(b?.firstByteDelayMs);
+      return sendJson(res, 200, embeddingsResponse(body));
+    }
+    if (b.kind === 'status') {
+      const payload = b.body === undefined ? defaultErrorBody(b.status) : b.body;
+      res.writeHead(b.status, { 'content-type': 'application/json', ...b.headers });
+      res.end(typeof payload === 'string' ? payload : JSON.stringify(payload));
+      return;
+    }
+    if (b.kind === 'hang') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+      return;
+    }
+    if (b.kind === 'malformed') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{this is not json');
+      return;
+    }
+    res.socket?.destroy();
+    res.destroy();
   }
 
   private async sse(res: ServerResponse, ctx: ReplyContext, b: Extract<Behaviour, { kind: 'stream' }>): Promise<void> {

@@ -47,6 +47,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     // limits are tested on purpose (test/abuse.test.ts); elsewhere fast loops must not trip them
     RATE_LIMIT_OPS_PER_SECOND: '0',
     RATE_LIMIT_SENDS_PER_MINUTE: '0',
+    // embedding jobs add metered rows in the background; tests of search and recall turn them on
+    EMBEDDINGS: 'false',
     ...env,
   });
   const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });

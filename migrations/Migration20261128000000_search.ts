@@ -1,0 +1,49 @@
+import { Migration } from '@mikro-orm/migrations';
+
+/**
+ * Search and recall (issue 12):
+ * - `vision_messages.searchtsv`: a generated tsvector of the content with the `russian` text
+ *   search configuration, which stems Cyrillic words with the Russian Snowball stemmer and Latin
+ *   words with the English one (people mix languages). Generated, so a message is searchable the
+ *   moment it is committed. Content past 100,000 characters is not indexed (tsvector's 1 MB limit).
+ * - A GIN index on (visionid, searchtsv) for the messages search can return (btree_gin makes the
+ *   uuid a GIN key): a search touches the index entries of the caller's visions only.
+ * - `vision_message_embeddings`: one embedding per message and model, as float4[] plus its sign
+ *   bits (the shortlist of the exact ranking, search/vector-store.ts); `messageat` copies the message's time so recall can
+ *   look only before the window without a join.
+ */
+export class Migration20261128000000_search extends Migration {
+  override async up(): Promise<void> {
+    // trusted since PostgreSQL 13: the database owner may create it (every managed offering has it)
+    this.addSql(`create extension if not exists btree_gin`);
+    this.addSql(
+      `alter table vision_messages add column if not exists searchtsv tsvector
+       generated always as (to_tsvector('russian'::regconfig, left(content, 100000))) stored`,
+    );
+    this.addSql(
+      `create index if not exists vision_messages_search_idx on vision_messages using gin (visionid, searchtsv)
+       where sender in ('user', 'assistant') and messagetype <> 'info' and state in ('complete', 'stopped')`,
+    );
+    this.addSql(`
+      create table if not exists vision_message_embeddings (
+        messageid uuid primary key references vision_messages (id) on delete cascade,
+        visionid uuid not null references visions (id),
+        messageat timestamptz not null,
+        model text not null,
+        dims int not null check (dims > 0),
+        embedding float4[] not null,
+        signs bit varying not null,
+        createdat timestamptz not null default now()
+      )`);
+    // the arrays go to TOAST (uncompressed: floats do not compress), so the scan over sign bits reads narrow rows
+    this.addSql(`alter table vision_message_embeddings set (toast_tuple_target = 128)`);
+    this.addSql(`alter table vision_message_embeddings alter column embedding set storage external`);
+    this.addSql(`create index if not exists vision_message_embeddings_visionid_idx on vision_message_embeddings (visionid, messageat, messageid)`);
+  }
+
+  override async down(): Promise<void> {
+    this.addSql('drop table if exists vision_message_embeddings');
+    this.addSql('drop index if exists vision_messages_search_idx');
+    this.addSql('alter table vision_messages drop column if exists searchtsv');
+  }
+}

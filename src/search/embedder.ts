@@ -1,0 +1,162 @@
+import type { OpenAI } from 'openai';
+import type { SqlRunner } from '../db/sql';
+import { queryRows } from '../db/sql';
+import type { JobQueue } from '../jobs/queue';
+import type { Logger } from '../logger';
+import { embedAndLogTokens, type EmbedResult } from '../tokenscount/embed';
+import type { SearchConfig } from './search.config';
+import { decodeFloat4Send, type VectorStore } from './vector-store';
+
+/** The background task that embeds a vision's messages that have no embedding yet. */
+export const EMBEDDING_TASK = 'message-embeddings';
+
+/** Longest text sent for one embedding (text-embedding-3-* read at most 8,191 tokens). */
+const MAX_INPUT_CHARS = 16_000;
+/** Characters of all inputs of one call at most (providers cap a request's tokens). */
+const MAX_BATCH_CHARS = 200_000;
+
+const ELIGIBLE = `m.sender in ('user', 'assistant') and m.messagetype <> 'info' and m.state in ('complete', 'stopped') and m.content <> ''`;
+
+/** The model could not embed: why (the contract's reasons). */
+export class EmbeddingFailedError extends Error {
+  constructor(readonly result: Extract<EmbedResult, { ok: false }>) {
+    super(`the embeddings call failed (${result.reason}${result.status ? `, HTTP ${result.status}` : ''})`);
+  }
+}
+
+/** A few hundred recent search texts and their vectors: the next page of a search asks the model nothing. */
+class QueryCache {
+  private readonly map = new Map<string, { at: number; v: number[] }>();
+  get(key: string): number[] | undefined {
+    const hit = this.map.get(key);
+    if (!hit || Date.now() - hit.at > 10 * 60_000) return undefined;
+    this.map.delete(key);
+    this.map.set(key, hit);
+    return hit.v;
+  }
+  set(key: string, v: number[]): void {
+    this.map.set(key, { at: Date.now(), v });
+    if (this.map.size > 500) this.map.delete(this.map.keys().next().value!);
+  }
+}
+
+export interface EmbeddingDeps {
+  sql: SqlRunner;
+  config: SearchConfig;
+  llm: { client: OpenAI; provider: string };
+  timeoutMs: number;
+  store: VectorStore;
+  logger: Logger;
+}
+
+/**
+ * Embeddings of messages and of search texts, every call metered through tokenscount
+ * (`meta.purpose: "embedding"`). Messages are embedded by a durable job per vision (never on a
+ * request path); a failed call throws, so the job is retried with back-off until the endpoint
+ * answers again.
+ */
+export class EmbeddingService {
+  private jobs?: JobQueue;
+  private readonly queries = new QueryCache();
+
+  constructor(private readonly deps: EmbeddingDeps) {}
+
+  get enabled(): boolean {
+    return this.deps.config.embeddings;
+  }
+
+  get model(): string {
+    return this.deps.config.embeddingModel;
+  }
+
+  useJobs(jobs: JobQueue): void {
+    if (!this.enabled) return;
+    this.jobs = jobs;
+    jobs.register<{ visionId: string }>(EMBEDDING_TASK, async ({ visionId }) => {
+      const outcome = await this.embedPending(visionId);
+      if (outcome === 'more') await this.queue(visionId);
+    });
+  }
+
+  /** Asks for the vision's new messages to be embedded; one job per vision waits at a time. */
+  async queue(visionId: string): Promise<void> {
+    await this.jobs?.send(EMBEDDING_TASK, { visionId }, visionId);
+  }
+
+  /** Embeds one batch of the vision's messages that have no embedding of the model, newest first. */
+  async embedPending(visionId: string): Promise<'none' | 'done' | 'more'> {
+    const { config } = this.deps;
+    const rows = await queryRows<{ id: string; content: string; userid: string }>(
+      this.deps.sql,
+      `select m.id, m.content, v.userid from vision_messages m join visions v on v.id = m.visionid
+       where m.visionid = ? and ${ELIGIBLE}
+         and not exists (select 1 from vision_message_embeddings e where e.messageid = m.id and e.model = ?)
+       order by m.createdat desc, m.id desc limit ?`,
+      [visionId, this.model, config.embeddingBatch + 1],
+    );
+    if (!rows.length) return 'none';
+    const batch: typeof rows = [];
+    let chars = 0;
+    for (const r of rows.slice(0, config.embeddingBatch)) {
+      const len = Math.min(r.content.length, MAX_INPUT_CHARS);
+      if (batch.length && chars + len > MAX_BATCH_CHARS) break;
+      batch.push(r);
+      chars += len;
+    }
+    const vectors = await this.embed(
+      batch.map((r) => r.content),
+      { clientId: batch[0]!.userid, meta: { module: 'search', visionid: visionId, purpose: 'embedding', for: 'messages' } },
+    );
+    await this.deps.store.store(this.deps.sql, this.model, batch.map((r, i) => ({ messageId: r.id, vector: vectors[i]! })));
+    return rows.length > batch.length ? 'more' : 'done';
+  }
+
+  /** Embeds one message now (recall, before a reply) and stores it; the job skips it then. */
+  async embedMessage(userId: string, m: { id: string; visionId: string; content: string }): Promise<number[]> {
+    const [v] = await this.embed([m.content], {
+      clientId: userId,
+      meta: { module: 'search', visionid: m.visionId, messageid: m.id, purpose: 'embedding', for: 'recall' },
+    });
+    await this.deps.store.store(this.deps.sql, this.model, [{ messageId: m.id, vector: v! }]);
+    return v!;
+  }
+
+  /** The stored embedding of a message with the current model, or null. */
+  async storedVector(messageId: string): Promise<number[] | null> {
+    const [row] = await queryRows<{ v: Buffer }>(
+      this.deps.sql,
+      `select array_send(embedding) as v from vision_message_embeddings where messageid = ? and model = ?`,
+      [messageId, this.model],
+    );
+    return row ? Array.from(decodeFloat4Send(row.v)) : null;
+  }
+
+  /** The vector of a search text: one metered call, unless the same text was searched lately. */
+  async embedQuery(userId: string, text: string): Promise<number[]> {
+    const key = `${this.model}\u0000${this.deps.config.embeddingDimensions}\u0000${text}`;
+    const cached = this.queries.get(key);
+    if (cached) return cached;
+    const [v] = await this.embed([text], { clientId: userId, meta: { module: 'search', purpose: 'embedding', for: 'search' } });
+    this.queries.set(key, v!);
+    return v!;
+  }
+
+  private async embed(texts: string[], who: { clientId: string; meta: Record<string, unknown> }): Promise<number[][]> {
+    const { config, llm } = this.deps;
+    const result = await embedAndLogTokens({
+      em: this.deps.sql,
+      client: llm.client,
+      clientId: who.clientId,
+      clientType: 'user',
+      provider: llm.provider,
+      model: this.model,
+      input: texts.map((t) => t.slice(0, MAX_INPUT_CHARS)),
+      dimensions: config.embeddingDimensions || undefined,
+      meta: who.meta,
+      timeoutMs: this.deps.timeoutMs,
+      logger: this.deps.logger,
+    });
+    if (!result.ok) throw new EmbeddingFailedError(result);
+    return result.vectors;
+  }
+}

@@ -1,0 +1,105 @@
+import type { OpenAI } from 'openai';
+import type { SqlRunner } from '../db/sql';
+import type { Logger } from '../logger';
+import { estimateCompletion, insertPendingCall, settleCallWithRetry, TokensCountWriteError } from './call-rows';
+import { classifyModelFailure, type ModelFailureReason } from './model-failure';
+
+export interface EmbedParams {
+  /** Where the tokenscount row is written. */
+  em: SqlRunner;
+  client: OpenAI;
+  clientId: string;
+  clientType: string;
+  provider: string;
+  model: string;
+  /** One or more texts: one call, one row. */
+  input: string[];
+  /** Asked of the model when set (text-embedding-3-*: shortened vectors). */
+  dimensions?: number;
+  /** The caller's context, stored in tokenscount.meta, e.g. `{ module: "search", purpose: "embedding" }`. */
+  meta?: Record<string, unknown>;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  closing?: AbortSignal;
+  logger?: Pick<Logger, 'warn' | 'error'>;
+}
+
+export type EmbedResult =
+  | { ok: true; vectors: number[][]; promptTokens: number; estimated: boolean; tokensCountId: string }
+  | { ok: false; reason: ModelFailureReason; providerFault: boolean; status?: number; error: unknown; tokensCountId: string };
+
+/**
+ * One embeddings call through the official SDK, metered like a chat call: the tokenscount row is
+ * written pending (with the local estimate) before the request leaves and settled with the
+ * provider's usage when it ends (no completion tokens), or with `finish: "failed"` and a reason.
+ * Failures are returned, never thrown; {@link TokensCountWriteError} when the row cannot be
+ * written (then the model is not called).
+ */
+export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
+  const estimate = p.input.reduce((n, t) => n + estimateCompletion(t), 0);
+  let tokensCountId: string;
+  try {
+    tokensCountId = await insertPendingCall(p.em, {
+      clientId: p.clientId,
+      clientType: p.clientType,
+      provider: p.provider,
+      model: p.model,
+      promptTokens: estimate,
+      meta: { ...p.meta, finish: 'pending', inputs: p.input.length },
+    });
+  } catch (err) {
+    throw new TokensCountWriteError(err);
+  }
+
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(p.signal?.reason);
+  p.signal?.addEventListener('abort', onAbort, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ac.abort(new Error('embeddings call timed out'));
+  }, p.timeoutMs);
+  let result: EmbedResult;
+  let usage: { prompt_tokens: number; total_tokens: number } | undefined;
+  try {
+    const res = await p.client.embeddings.create(
+      { model: p.model, input: p.input, encoding_format: 'float', ...(p.dimensions ? { dimensions: p.dimensions } : {}) },
+      { signal: ac.signal },
+    );
+    usage = res.usage;
+    const vectors = [...res.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
+    if (vectors.length !== p.input.length || vectors.some((v) => !Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isFinite(x)))) {
+      throw Object.assign(new Error(`the embeddings response has ${vectors.length} usable vectors for ${p.input.length} inputs`), { badResponse: true });
+    }
+    result = { ok: true, vectors, promptTokens: usage?.prompt_tokens ?? estimate, estimated: !usage, tokensCountId };
+  } catch (err) {
+    const failure = (err as { badResponse?: boolean }).badResponse
+      ? { reason: 'bad_response' as const, providerFault: true, status: undefined }
+      : classifyModelFailure(err, timedOut);
+    result = { ok: false, reason: failure.reason, providerFault: failure.providerFault, status: failure.status, error: err, tokensCountId };
+  } finally {
+    clearTimeout(timer);
+    p.signal?.removeEventListener('abort', onAbort);
+  }
+
+  const prompt = usage?.prompt_tokens ?? estimate;
+  await settleCallWithRetry(
+    p.em,
+    tokensCountId,
+    {
+      promptTokens: prompt,
+      completionTokens: 0,
+      totalTokens: usage?.total_tokens ?? prompt,
+      rawUsage: usage ?? null,
+      meta: {
+        ...p.meta,
+        inputs: p.input.length,
+        finish: result.ok ? 'complete' : 'failed',
+        ...(result.ok ? {} : { reason: result.reason, ...(result.status ? { status: result.status } : {}) }),
+        ...(usage ? {} : { estimated: true }),
+      },
+    },
+    { closing: p.closing, logger: p.logger, attempts: 10 },
+  );
+  return result;
+}
