@@ -282,13 +282,14 @@ describe('embeddings, SEMANTIC and HYBRID', () => {
     const before = fake.embeddingRequests.length;
     const sent = await server.gql(SendMessageDocument, { input: { visionId: v, content: 'Хочу научиться плавать кролем' } }, { user });
     expect(sent.errors).toBeUndefined();
+    // SEMANTIC finds a message within 10 s of its commit
     const rows = await waitFor('both messages of the turn embedded', async () => {
       const r = await server.sql<{ sender: string; dims: number }>(
         `select m.sender, e.dims from vision_messages m join vision_message_embeddings e on e.messageid = m.id where m.visionid = ?`,
         [v],
       );
       return r.length === 2 ? r : null;
-    });
+    }, 10_000);
     expect(rows.map((r) => r.dims)).toEqual([256, 256]);
     const calls = fake.embeddingRequests.slice(before).filter((r) => JSON.stringify(r.body).includes('кролем'));
     const metered = await server.sql<{ meta: any; prompttokens: number; completiontokens: number; state: string }>(
@@ -382,6 +383,34 @@ describe('embeddings, SEMANTIC and HYBRID', () => {
     const ok = await rawExtensions(user, 'скалолазание', 'SEMANTIC');
     expect(ok.warnings).toBeUndefined();
   }, 40_000);
+});
+
+describe('with no OPENAI_API_KEY', () => {
+  it('the offline responder embeds: SEMANTIC search works and is metered', async () => {
+    // a database of its own: on a shared one, the other server's workers would take its jobs
+    const own = await createScratchDatabase('vp_search_offline');
+    const offline = await startTestServer({ DATABASE_URL: own.url, EMBEDDINGS: 'true', SUMMARIES: 'false', JOBS_POLL_SECONDS: '1' });
+    try {
+      expect(offline.server.search.embeddings.enabled).toBe(true);
+      const user = newUser('offline');
+      const r = await offline.gql(CreateVisionDocument, { input: { title: 'Офлайн' } }, { user });
+      const v = r.data!.createVision.id;
+      const sent = await offline.gql(SendMessageDocument, { input: { visionId: v, content: 'Начала учить испанский язык по вечерам' } }, { user });
+      expect(sent.errors).toBeUndefined();
+      // embedded by the job within 10 s of the commit
+      await waitFor('embeddings from the offline responder', async () => (await offline.sql(`select 1 from vision_message_embeddings where visionid = ?`, [v])).length === 2, 10_000);
+      const res = await postGraphQL<SearchData>(offline.graphqlUrl, SEARCH, { q: 'испанский язык', mode: 'SEMANTIC' }, { user });
+      expect(res.errors).toBeUndefined();
+      expect(res.data!.searchMessages.edges[0]!.node.message.content).toBe('Начала учить испанский язык по вечерам');
+      const rows = await offline.sql(`select 1 from tokenscount where clientid = ? and meta->>'purpose' = 'embedding' and state = 'settled'`, [user]);
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+      // no request reached the test's fake model
+      expect(fake.embeddingRequests).toHaveLength(0);
+    } finally {
+      await offline.stop();
+      await own.drop();
+    }
+  });
 });
 
 async function rawExtensions(user: string, q: string, mode = 'SEMANTIC'): Promise<any> {
