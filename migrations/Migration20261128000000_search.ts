@@ -1,5 +1,23 @@
 import { Migration } from '@mikro-orm/migrations';
 
+/** The embeddings table (also created by the pgvector test on PGlite). */
+export const EMBEDDINGS_TABLE = [
+  `create table if not exists vision_message_embeddings (
+    messageid uuid primary key references vision_messages (id) on delete cascade,
+    visionid uuid not null references visions (id),
+    messageat timestamptz not null,
+    model text not null,
+    dims int not null check (dims > 0),
+    embedding float4[] not null,
+    signs bit varying not null,
+    createdat timestamptz not null default now()
+  )`,
+  // the arrays go to TOAST (uncompressed: floats do not compress), so the scan over sign bits reads narrow rows
+  `alter table vision_message_embeddings set (toast_tuple_target = 128)`,
+  `alter table vision_message_embeddings alter column embedding set storage external`,
+  `create index if not exists vision_message_embeddings_visionid_idx on vision_message_embeddings (visionid, messageat, messageid)`,
+];
+
 /**
  * Search and recall (issue 12):
  * - `vision_messages.searchtsv`: a generated tsvector of the content with the `russian` text
@@ -24,21 +42,7 @@ export class Migration20261128000000_search extends Migration {
       `create index if not exists vision_messages_search_idx on vision_messages using gin (visionid, searchtsv)
        where sender in ('user', 'assistant') and messagetype <> 'info' and state in ('complete', 'stopped')`,
     );
-    this.addSql(`
-      create table if not exists vision_message_embeddings (
-        messageid uuid primary key references vision_messages (id) on delete cascade,
-        visionid uuid not null references visions (id),
-        messageat timestamptz not null,
-        model text not null,
-        dims int not null check (dims > 0),
-        embedding float4[] not null,
-        signs bit varying not null,
-        createdat timestamptz not null default now()
-      )`);
-    // the arrays go to TOAST (uncompressed: floats do not compress), so the scan over sign bits reads narrow rows
-    this.addSql(`alter table vision_message_embeddings set (toast_tuple_target = 128)`);
-    this.addSql(`alter table vision_message_embeddings alter column embedding set storage external`);
-    this.addSql(`create index if not exists vision_message_embeddings_visionid_idx on vision_message_embeddings (visionid, messageat, messageid)`);
+    for (const statement of EMBEDDINGS_TABLE) this.addSql(statement);
   }
 
   override async down(): Promise<void> {

@@ -94,7 +94,7 @@ export async function startServer(opts: {
   const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
   memory.useJobs(jobs);
   // embeddings (jobs), recall into the context, search
-  const search = createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
+  const search = await createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
   memory.useSearch(search);
   const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, logger });
   await dialog.start();

@@ -6,7 +6,8 @@ import type { Logger } from '../logger';
 import { EmbeddingService } from './embedder';
 import { Recall } from './recall';
 import { SearchService } from './search.service';
-import { Float4Store, type VectorStore } from './vector-store';
+import { prepareVectorStore } from './pgvector-store';
+import type { VectorStore } from './vector-store';
 
 export interface SearchModule {
   store: VectorStore;
@@ -19,18 +20,18 @@ export interface SearchModule {
 const EMBEDDING_TIMEOUT_MS = 15_000;
 
 /**
- * The search module: vector store, embeddings (jobs), recall and the search service, wired for
- * one process. The embeddings task is registered on `jobs` (before it starts).
+ * The search module: vector store (pgvector or float4, checked at start), embeddings (jobs),
+ * recall and the search service, wired for one process. The embeddings task is registered on `jobs` (before it starts).
  */
-export function createSearch(deps: {
+export async function createSearch(deps: {
   sql: SqlRunner;
   config: Pick<Config, 'search' | 'llm' | 'maxPageSize'>;
   llm: { client: OpenAI; provider: string };
   jobs: JobQueue;
   logger: Logger;
-}): SearchModule {
+}): Promise<SearchModule> {
   const { config, logger, sql } = deps;
-  const store: VectorStore = new Float4Store();
+  const store: VectorStore = await prepareVectorStore(sql, config.search, logger);
   const embeddings = new EmbeddingService({
     sql,
     config: config.search,

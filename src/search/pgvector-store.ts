@@ -1,0 +1,91 @@
+import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import type { Logger } from '../logger';
+import type { SearchConfig } from './search.config';
+import { Float4Store, float4Literal, type EmbeddingRow, type NearestQuery, type Neighbour, type VectorStore } from './vector-store';
+
+const BEFORE = `and (e.messageat, e.messageid) < (select createdat, id from vision_messages where id = ?)`;
+
+/**
+ * pgvector: the same rows as {@link Float4Store} (so switching stores needs no new embeddings)
+ * plus a `vec vector` column and an HNSW index (cosine) per dimension count, built at start.
+ * PostgreSQL's planner chooses between the HNSW index and the caller's rows by visionid, so a
+ * person with few messages gets an exact scan of theirs, and a large history the index.
+ */
+export class PgVectorStore implements VectorStore {
+  readonly kind = 'pgvector' as const;
+  private readonly base = new Float4Store();
+
+
+  async store(on: SqlOn, model: string, rows: EmbeddingRow[]): Promise<void> {
+    if (!rows.length) return;
+    await this.base.store(on, model, rows);
+    await queryRows(
+      on,
+      `update vision_message_embeddings e set vec = e.embedding::vector where e.messageid = any(?::uuid[]) and e.model = ?`,
+      [uuidArray(rows.map((r) => r.messageId)), model],
+    );
+  }
+
+  async nearest(on: SqlOn, q: NearestQuery): Promise<Neighbour[]> {
+    if (!q.visionIds.length || q.limit <= 0) return [];
+    // the index is on vec::vector(dims) where dims = <configured>: the query names both literally
+    // (a parameter would hide them from the planner of a prepared statement)
+    const dims = Math.floor(q.vector.length);
+    const v = `?::float4[]::vector(${dims})`;
+    const params: unknown[] = [float4Literal(q.vector), uuidArray(q.visionIds), q.model];
+    if (q.beforeMessageId) params.push(q.beforeMessageId);
+    params.push(float4Literal(q.vector), q.limit);
+    const rows = await queryRows<{ messageid: string; distance: number }>(
+      on,
+      `select e.messageid, (e.vec::vector(${dims}) <=> ${v}) as distance
+       from vision_message_embeddings e
+       where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ${dims} and e.vec is not null ${q.beforeMessageId ? BEFORE : ''}
+       order by e.vec::vector(${dims}) <=> ${v}, e.messageid desc limit ?`,
+      params,
+    );
+    return rows
+      .map((r) => ({ messageId: r.messageid, score: 1 - Number(r.distance) }))
+      .filter((n) => n.score >= q.minScore);
+  }
+}
+
+/**
+ * The vector store for this database, checked at start: pgvector when VECTOR_STORE is `auto` or
+ * `pgvector` and the server has the extension (it is created when missing, which needs the right
+ * to create it), float4 arrays otherwise. VECTOR_STORE=pgvector without the extension fails
+ * the start with a clear error rather than running slower than configured.
+ */
+export async function prepareVectorStore(on: SqlOn, config: SearchConfig, logger: Logger): Promise<VectorStore> {
+  if (config.vectorStore === 'float4') return new Float4Store();
+  const [available] = await queryRows<{ installed: string | null }>(
+    on,
+    `select installed_version as installed from pg_available_extensions where name = 'vector'`,
+    [],
+  );
+  if (!available) {
+    if (config.vectorStore === 'pgvector') throw new Error('VECTOR_STORE=pgvector, but this PostgreSQL server has no pgvector extension');
+    logger.info('pgvector is not available on this PostgreSQL server: embeddings are searched as float4 arrays');
+    return new Float4Store();
+  }
+  const dims = config.embeddingDimensions;
+  try {
+    if (!available.installed) await queryRows(on, `create extension if not exists vector`, []);
+    await queryRows(on, `alter table vision_message_embeddings add column if not exists vec vector`, []);
+    await queryRows(on, `update vision_message_embeddings set vec = embedding::vector where vec is null`, []);
+    if (dims > 0 && dims <= 2000) {
+      // HNSW indexes hold one dimension count (at most 2,000): the configured one
+      await queryRows(
+        on,
+        `create index if not exists vision_message_embeddings_vec${dims}_idx on vision_message_embeddings
+         using hnsw ((vec::vector(${dims})) vector_cosine_ops) where dims = ${dims}`,
+        [],
+      );
+    }
+  } catch (err) {
+    if (config.vectorStore === 'pgvector') throw err;
+    logger.warn({ err }, 'pgvector could not be set up: embeddings are searched as float4 arrays');
+    return new Float4Store();
+  }
+  logger.info({ dims }, 'embeddings are searched with pgvector (HNSW, cosine)');
+  return new PgVectorStore();
+}

@@ -1,0 +1,125 @@
+/**
+ * The two vector stores behind one interface (issue 12). The pgvector one runs where the
+ * extension exists: the machine's PostgreSQL has none, so it runs on PGlite (PostgreSQL 18
+ * compiled to WebAssembly, with pgvector) over a real PostgreSQL wire connection
+ * (pglite-socket) through the `pg` driver, the same statements the server sends. The float4 one
+ * runs on the same data there, and on the suite's PostgreSQL the start-up check picks it.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import pino from 'pino';
+import { EMBEDDINGS_TABLE } from '../migrations/Migration20261128000000_search';
+import { queryRows, type SqlTx } from '../src/db/sql';
+import { offlineEmbedding } from '../src/llm/offline-embeddings';
+import { prepareVectorStore } from '../src/search/pgvector-store';
+import { loadSearchConfig } from '../src/search/search.config';
+import { Float4Store } from '../src/search/vector-store';
+import { testDatabaseUrl } from './support/db';
+import { startPgliteWithVector } from './support/pglite-vector';
+
+const logger = pino({ level: 'silent' });
+const DIMS = 64;
+const config = (env: Record<string, string> = {}) => loadSearchConfig({ EMBEDDING_DIMENSIONS: String(DIMS), ...env });
+
+const TOPICS = ['бегать по утрам в парке', 'учить испанский язык', 'копить деньги на квартиру', 'спать до полуночи', 'готовить полезный ужин'];
+
+describe('pgvector store (PGlite with pgvector, over the wire)', () => {
+  let pglite: Awaited<ReturnType<typeof startPgliteWithVector>>;
+  let client: Client;
+  let on: SqlTx;
+  const mine = randomUUID();
+  const theirs = randomUUID();
+  const ids: { id: string; vision: string; text: string }[] = [];
+
+  beforeAll(async () => {
+    pglite = await startPgliteWithVector();
+    client = new Client({ connectionString: pglite.url });
+    await client.connect();
+    on = { client } as unknown as SqlTx;
+    await client.query(`create table visions (id uuid primary key, userid text not null)`);
+    await client.query(`create table vision_messages (id uuid primary key, visionid uuid not null references visions (id), content text not null, createdat timestamptz not null)`);
+    for (const s of EMBEDDINGS_TABLE) await client.query(s);
+    await client.query(`insert into visions values ($1, 'me'), ($2, 'them')`, [mine, theirs]);
+    for (let i = 0; i < 120; i++) {
+      const vision = i % 3 === 2 ? theirs : mine;
+      const text = `${TOPICS[i % TOPICS.length]}, день ${i}`;
+      const id = randomUUID();
+      ids.push({ id, vision, text });
+      await client.query(`insert into vision_messages values ($1, $2, $3, now() - interval '1 day' + $4 * interval '1 minute')`, [id, vision, text, i]);
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.end();
+    await pglite?.stop();
+  });
+
+  it('is chosen at start where the extension exists, stores vectors and ranks like the exact float4 ranking', async () => {
+    const store = await prepareVectorStore(on, config(), logger);
+    expect(store.kind).toBe('pgvector');
+    const [ext] = await queryRows<{ v: string }>(on, `select extversion as v from pg_extension where extname = 'vector'`, []);
+    expect(ext?.v).toMatch(/^\d+\.\d+/);
+    await store.store(on, 'm', ids.map((r) => ({ messageId: r.id, vector: offlineEmbedding(r.text, DIMS) })));
+    const [{ n }] = await queryRows<{ n: string }>(on, `select count(*) as n from vision_message_embeddings where vec is not null`, []);
+    expect(Number(n)).toBe(ids.length);
+
+    const query = offlineEmbedding('учить испанский', DIMS);
+    const float4 = new Float4Store();
+    const q = { visionIds: [mine], model: 'm', vector: query, limit: 10, minScore: 0.1 };
+    const a = await store.nearest(on, q);
+    const b = await float4.nearest(on, q);
+    expect(a.length).toBe(10);
+    expect(a.map((x) => x.messageId)).toEqual(b.map((x) => x.messageId));
+    a.forEach((x, i) => expect(x.score).toBeCloseTo(b[i]!.score, 5));
+    // the best are about Spanish, and only the caller's
+    const byId = new Map(ids.map((r) => [r.id, r]));
+    for (const x of a) {
+      expect(byId.get(x.messageId)!.vision).toBe(mine);
+      expect(byId.get(x.messageId)!.text).toMatch(/испанский/);
+    }
+    // before a message: only older ones
+    const pivot = ids.filter((r) => r.vision === mine)[40]!;
+    const older = await store.nearest(on, { ...q, beforeMessageId: pivot.id });
+    const pivotIndex = ids.indexOf(pivot);
+    for (const x of older) expect(ids.findIndex((r) => r.id === x.messageId)).toBeLessThan(pivotIndex);
+    // another model's rows are not compared
+    expect(await store.nearest(on, { ...q, model: 'other' })).toEqual([]);
+  });
+
+  it('the ranking statement can use the HNSW index built at start', async () => {
+    await client.query('set enable_seqscan = off');
+    try {
+      const v = `[${offlineEmbedding('спать', DIMS).join(',')}]`;
+      const plan = await client.query(
+        `explain select e.messageid from vision_message_embeddings e where e.dims = ${DIMS} and e.model = 'm'
+         order by e.vec::vector(${DIMS}) <=> $1::float4[]::vector(${DIMS}) limit 5`,
+        [`{${v.slice(1, -1)}}`],
+      );
+      expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(new RegExp(`vision_message_embeddings_vec${DIMS}_idx`));
+    } finally {
+      await client.query('reset enable_seqscan');
+    }
+  });
+});
+
+describe('on a PostgreSQL without pgvector', () => {
+  let client: Client;
+  beforeAll(async () => {
+    client = new Client({ connectionString: testDatabaseUrl() });
+    await client.connect();
+  });
+  afterAll(() => client?.end());
+
+  it('auto picks float4 arrays; VECTOR_STORE=pgvector refuses to start', async () => {
+    const on = { client } as unknown as SqlTx;
+    const [has] = await queryRows(on, `select 1 from pg_available_extensions where name = 'vector'`, []);
+    if (has) {
+      // this server has pgvector after all: the start-up check must then choose it
+      expect((await prepareVectorStore(on, config(), logger)).kind).toBe('pgvector');
+      return;
+    }
+    expect((await prepareVectorStore(on, config(), logger)).kind).toBe('float4');
+    expect((await prepareVectorStore(on, config({ VECTOR_STORE: 'float4' }), logger)).kind).toBe('float4');
+    await expect(prepareVectorStore(on, config({ VECTOR_STORE: 'pgvector' }), logger)).rejects.toThrow(/no pgvector extension/);
+  });
+});
