@@ -99,6 +99,8 @@ export async function startServer(opts: {
   const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, logger });
   await dialog.start();
   await jobs.start();
+  // messages stored before embeddings existed (or under another EMBEDDING_MODEL) are embedded in the background
+  await search.embeddings.queueBackfill();
 
   const app = Fastify({
     logger: false,

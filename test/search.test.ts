@@ -385,6 +385,37 @@ describe('embeddings, SEMANTIC and HYBRID', () => {
   }, 40_000);
 });
 
+describe('backfill', () => {
+  it('messages stored before embeddings existed are embedded after a start, without a new turn', async () => {
+    const user = newUser('backfill');
+    const v = await createVision(user);
+    const ids = await seed(v, ['Старое сообщение про горы', 'Ещё одно старое про море']);
+    // nothing queues these: they were stored by SQL, as rows from before the feature are
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await server.sql(`select 1 from vision_message_embeddings where visionid = ?`, [v])).toHaveLength(0);
+    // a start (a deploy) queues the backfill; any instance's workers run it
+    const next = await startTestServer({
+      DATABASE_URL: scratch.url,
+      OPENAI_API_KEY: 'test-key',
+      OPENAI_BASE_URL: fake.baseURL,
+      EMBEDDINGS: 'true',
+      SUMMARIES: 'false',
+      JOBS_POLL_SECONDS: '1',
+    });
+    try {
+      const rows = await waitFor('backfilled embeddings', async () => {
+        const r = await server.sql<{ messageid: string }>(`select messageid from vision_message_embeddings where visionid = ?`, [v]);
+        return r.length === 2 ? r : null;
+      });
+      expect(rows.map((r) => r.messageid).sort()).toEqual([...ids].sort());
+      const metered = await server.sql(`select 1 from tokenscount where clientid = ? and meta->>'purpose' = 'embedding' and meta->>'for' = 'messages'`, [user]);
+      expect(metered.length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await next.stop();
+    }
+  });
+});
+
 describe('with no OPENAI_API_KEY', () => {
   it('the offline responder embeds: SEMANTIC search works and is metered', async () => {
     // a database of its own: on a shared one, the other server's workers would take its jobs

@@ -9,6 +9,10 @@ import { decodeFloat4Send, type VectorStore } from './vector-store';
 
 /** The background task that embeds a vision's messages that have no embedding yet. */
 export const EMBEDDING_TASK = 'message-embeddings';
+/** The background task that finds visions with messages stored before embeddings (or another model) and queues them. */
+export const BACKFILL_TASK = 'message-embeddings-backfill';
+/** Visions queued per backfill step. */
+const BACKFILL_PAGE = 500;
 
 /** Longest text sent for one embedding (text-embedding-3-* read at most 8,191 tokens). */
 const MAX_INPUT_CHARS = 16_000;
@@ -76,6 +80,33 @@ export class EmbeddingService {
       const outcome = await this.embedPending(visionId);
       if (outcome === 'more') await this.queue(visionId);
     });
+    jobs.register<{ after?: string }>(BACKFILL_TASK, async ({ after }) => {
+      const next = await this.backfill(after);
+      if (next) await this.jobs?.send(BACKFILL_TASK, { after: next }, 'all');
+    });
+  }
+
+  /**
+   * Queues the backfill (at start): messages stored before embeddings existed, or embedded by
+   * another EMBEDDING_MODEL, are embedded without waiting for their vision's next turn. One
+   * backfill waits at a time however many instances start.
+   */
+  async queueBackfill(): Promise<void> {
+    await this.jobs?.send(BACKFILL_TASK, {}, 'all');
+  }
+
+  /** One backfill step: queues the next visions (by id) that have messages without an embedding of the model. */
+  async backfill(afterVisionId?: string): Promise<string | null> {
+    const rows = await queryRows<{ visionid: string }>(
+      this.deps.sql,
+      `select distinct m.visionid from vision_messages m
+       where m.visionid > ?::uuid and ${ELIGIBLE}
+         and not exists (select 1 from vision_message_embeddings e where e.messageid = m.id and e.model = ?)
+       order by m.visionid limit ?`,
+      [afterVisionId ?? '00000000-0000-0000-0000-000000000000', this.model, BACKFILL_PAGE],
+    );
+    for (const r of rows) await this.queue(r.visionid);
+    return rows.length === BACKFILL_PAGE ? rows[rows.length - 1]!.visionid : null;
   }
 
   /** Asks for the vision's new messages to be embedded; one job per vision waits at a time. */
