@@ -40,12 +40,14 @@ export class PgVectorStore implements VectorStore {
       `select e.messageid, (e.vec::vector(${dims}) <=> ${v}) as distance
        from vision_message_embeddings e
        where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ${dims} and e.vec is not null ${q.beforeMessageId ? BEFORE : ''}
-       order by e.vec::vector(${dims}) <=> ${v}, e.messageid desc limit ?`,
+       order by e.vec::vector(${dims}) <=> ${v} limit ?`,
       params,
     );
+    // ordered by distance alone (so the HNSW index can deliver the order); equal scores by id, as the float4 store does
     return rows
       .map((r) => ({ messageId: r.messageid, score: 1 - Number(r.distance) }))
-      .filter((n) => n.score >= q.minScore);
+      .filter((n) => n.score >= q.minScore)
+      .sort((a, b) => b.score - a.score || (a.messageId < b.messageId ? 1 : a.messageId > b.messageId ? -1 : 0));
   }
 }
 
