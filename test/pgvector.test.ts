@@ -21,6 +21,7 @@ const logger = pino({ level: 'silent' });
 const DIMS = 64;
 const config = (env: Record<string, string> = {}) => loadSearchConfig({ EMBEDDING_DIMENSIONS: String(DIMS), ...env });
 
+const WORDS = 'утром вечером дома вместе спокойно быстро медленно снова впервые немного всерьёз радостно упорно легко трудно регулярно иногда'.split(' ');
 const TOPICS = ['бегать по утрам в парке', 'учить испанский язык', 'копить деньги на квартиру', 'спать до полуночи', 'готовить полезный ужин'];
 
 describe('pgvector store (PGlite with pgvector, over the wire)', () => {
@@ -42,7 +43,8 @@ describe('pgvector store (PGlite with pgvector, over the wire)', () => {
     await client.query(`insert into visions values ($1, 'me'), ($2, 'them')`, [mine, theirs]);
     for (let i = 0; i < 120; i++) {
       const vision = i % 3 === 2 ? theirs : mine;
-      const text = `${TOPICS[i % TOPICS.length]}, день ${i}`;
+      // the topic, then words that vary, so similarities differ from message to message
+      const text = `${TOPICS[i % TOPICS.length]}, ${WORDS[i % 13]} ${WORDS[(i * 7) % 17]} ${'очень '.repeat(i % 4)}день ${i}`;
       const id = randomUUID();
       ids.push({ id, vision, text });
       await client.query(`insert into vision_messages values ($1, $2, $3, now() - interval '1 day' + $4 * interval '1 minute')`, [id, vision, text, i]);
