@@ -18,7 +18,8 @@
 // This process: the fake model, the autocannon load, the serial latency loops, the streaming
 // client. Child processes: the server under test (node dist/src/index.js, NODE_ENV=production),
 // PostGraphile (scenarios 1, 2), the raw-pg floor (scenario 3), the subscriber swarm (scenario 5),
-// a server with its own memory settings (scenario 7, bench/lib/context-bench.mjs).
+// a server with its own memory settings (scenario 7, bench/lib/context-bench.mjs), servers with
+// embeddings on, with and without recall (scenario 8, bench/lib/search-bench.mjs).
 import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -30,6 +31,7 @@ import { Agent, request } from 'node:http';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { scenarioContextAssembly } from './lib/context-bench.mjs';
+import { scenarioSearch } from './lib/search-bench.mjs';
 import { createBenchDatabase, createPostGraphileHelpers, seedTokens, seedVision } from './lib/db.mjs';
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
@@ -48,10 +50,10 @@ const EMBEDDED = argv.includes('--embedded');
 const HEAP = argv.includes('--heap-snapshots');
 const fanArg = argv.find((a) => a.startsWith('--fan='));
 const onlyArg = argv.find((a) => a.startsWith('--only='));
-const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6', '7']);
+const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6', '7', '8']);
 for (const a of argv) {
   if (!['--quick', '--profile', '--embedded', '--heap-snapshots'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--fan=')) {
-    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
+    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7,8] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
     process.exit(2);
   }
 }
@@ -188,6 +190,8 @@ async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP
       // (scenario 4's long vision alone is 500 steps) and cover messages that scenario 4's rounds
       // delete again (a summary references the newest message it covers: the delete then fails)
       SUMMARIES: 'false',
+      // no embedding jobs either (scenarios 1-7 measure the core; scenario 8 turns them on)
+      EMBEDDINGS: 'false',
       ...env,
     },
   });
@@ -916,6 +920,27 @@ function scenarioContext() {
   });
 }
 
+// ------------------------------------------------------------------ scenario 8: search and recall
+
+function scenarioSearchRecall() {
+  return scenarioSearch({
+    quick: QUICK,
+    root: ROOT,
+    db,
+    pool,
+    fake,
+    log,
+    fmt,
+    addRow,
+    results,
+    headersFor,
+    sendQuery: Q_SEND,
+    // the main server stays up (idle) meanwhile
+    spawnServer: (env, name) => spawnOurServer({ name, env }),
+    warm: exerciseEveryOperation,
+  });
+}
+
 // ------------------------------------------------------------------ output
 
 function printTable() {
@@ -1018,6 +1043,7 @@ async function main() {
     [3, () => scenarioWrite(floor.base, floor.pid)],
     [4, () => scenarioLength()],
     [7, () => scenarioContext()],
+    [8, () => scenarioSearchRecall()],
     [6, () => scenarioStreaming()], // before the fan-out, which restarts the server
     [5, () => scenarioFanOut()], // last: it restarts the server for each size
   ];

@@ -1,6 +1,10 @@
 import { Migration } from '@mikro-orm/migrations';
 
-/** The embeddings table (also created by the pgvector test on PGlite). */
+/**
+ * The embeddings tables (also created by the pgvector test on PGlite). Two tables, so the scan
+ * over sign bits reads narrow rows (~150 bytes): a 256-float vector (1 KB) stays under TOAST's
+ * 2 KB threshold and would otherwise widen every row the scan reads.
+ */
 export const EMBEDDINGS_TABLE = [
   `create table if not exists vision_message_embeddings (
     messageid uuid primary key references vision_messages (id) on delete cascade,
@@ -8,14 +12,14 @@ export const EMBEDDINGS_TABLE = [
     messageat timestamptz not null,
     model text not null,
     dims int not null check (dims > 0),
-    embedding float4[] not null,
     signs bit varying not null,
     createdat timestamptz not null default now()
   )`,
-  // the arrays go to TOAST (uncompressed: floats do not compress), so the scan over sign bits reads narrow rows
-  `alter table vision_message_embeddings set (toast_tuple_target = 128)`,
-  `alter table vision_message_embeddings alter column embedding set storage external`,
   `create index if not exists vision_message_embeddings_visionid_idx on vision_message_embeddings (visionid, messageat, messageid)`,
+  `create table if not exists vision_message_vectors (
+    messageid uuid primary key references vision_message_embeddings (messageid) on delete cascade,
+    embedding float4[] not null
+  )`,
 ];
 
 /**
@@ -26,9 +30,10 @@ export const EMBEDDINGS_TABLE = [
  *   moment it is committed. Content past 100,000 characters is not indexed (tsvector's 1 MB limit).
  * - A GIN index on (visionid, searchtsv) for the messages search can return (btree_gin makes the
  *   uuid a GIN key): a search touches the index entries of the caller's visions only.
- * - `vision_message_embeddings`: one embedding per message and model, as float4[] plus its sign
- *   bits (the shortlist of the exact ranking, search/vector-store.ts); `messageat` copies the message's time so recall can
- *   look only before the window without a join.
+ * - `vision_message_embeddings`: one embedding per message (its model, size and sign bits: the
+ *   shortlist of the exact ranking, search/vector-store.ts; `messageat` copies the message's time
+ *   so recall can look only before the window without a join) and `vision_message_vectors`: the
+ *   vector itself as float4[].
  */
 export class Migration20261128000000_search extends Migration {
   override async up(): Promise<void> {
@@ -46,6 +51,7 @@ export class Migration20261128000000_search extends Migration {
   }
 
   override async down(): Promise<void> {
+    this.addSql('drop table if exists vision_message_vectors');
     this.addSql('drop table if exists vision_message_embeddings');
     this.addSql('drop index if exists vision_messages_search_idx');
     this.addSql('alter table vision_messages drop column if exists searchtsv');

@@ -97,7 +97,11 @@ describe('recall', () => {
     expect(messages[messages.length - 1]).toEqual({ role: 'user', content: NEW_MESSAGE });
     expect(messages.length).toBe(2 + 4);
     // the new message was embedded for recall (metered), before the request
-    const rows = await server.sql(`select meta from tokenscount where clientid = ? and meta->>'for' = 'recall'`, [user]);
+    // its row is settled beside the reply's work (not before the request), so wait for it
+    const rows = await waitUntil('the recall embedding row settled', async () => {
+      const r = await server.sql(`select meta from tokenscount where clientid = ? and meta->>'for' = 'recall' and state = 'settled'`, [user]);
+      return r.length ? r : null;
+    }, 5000, 50);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.meta).toMatchObject({ purpose: 'embedding', finish: 'complete', visionid: p.visionId });
     await replyDone(p.visionId);
@@ -143,7 +147,10 @@ describe('recall', () => {
     await replyDone(p.visionId);
     const reply = await server.sql<{ state: string }>(`select state from vision_messages where visionid = ? and sender = 'assistant' order by createdat desc limit 1`, [p.visionId]);
     expect(reply[0]!.state).toBe('complete');
-    const failed = await server.sql(`select meta from tokenscount where clientid = ? and meta->>'for' = 'recall'`, [user]);
+    const failed = await waitUntil('the failed recall embedding row settled', async () => {
+      const r = await server.sql(`select meta from tokenscount where clientid = ? and meta->>'for' = 'recall' and state = 'settled'`, [user]);
+      return r.length ? r : null;
+    }, 5000, 50);
     expect(failed).toHaveLength(1);
     expect(failed[0]!.meta).toMatchObject({ finish: 'failed', reason: 'upstream_error', status: 500 });
     fake.embeddingBehaviour = undefined;

@@ -1,4 +1,5 @@
-// The bench's instant fake model: an OpenAI-compatible `POST /v1/chat/completions` that answers
+// The bench's instant fake model: an OpenAI-compatible `POST /v1/chat/completions` (and
+// `/v1/embeddings`, below) that answers
 // every streaming request at once (no delay anywhere) with a few content chunks, a finish chunk,
 // a usage chunk and `[DONE]`, in OpenAI's SSE wire format (what the official SDK parses).
 //
@@ -6,6 +7,15 @@
 // `performance.now()` clock: scenario 6 runs its clients in this same process, so "first chunk
 // written" and "first replyDelta received" are read on one clock with no skew.
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// `POST /v1/embeddings` answers at once with the offline responder's deterministic vectors (the
+// server's own code, from dist/: texts that share words are close), `dimensions` honoured
+const require = createRequire(import.meta.url);
+const DIST = join(fileURLToPath(new URL('.', import.meta.url)), '../../dist/src');
+let embeddingsResponse;
 
 export const FIRST_CHUNK_RE = /^@(\d+(?:\.\d+)?) /;
 
@@ -16,6 +26,7 @@ export async function startFakeModel() {
   let requests = 0;
   let counter = 0;
   const observers = new Set();
+  const embeddingObservers = new Set();
   const server = createServer((req, res) => {
     const headAt = performance.now();
     const parts = [];
@@ -26,6 +37,26 @@ export async function startFakeModel() {
       const bodyAt = performance.now();
       requests++;
       const path = (req.url ?? '').split('?')[0];
+      if (req.method === 'POST' && path.endsWith('/embeddings')) {
+        embeddingsResponse ??= require(join(DIST, 'llm/offline-responder.js')).embeddingsResponse;
+        let body;
+        let out;
+        try {
+          body = JSON.parse(Buffer.concat(parts).toString('utf8'));
+          out = JSON.stringify(embeddingsResponse(body));
+        } catch {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end('{"error":{"message":"bad json","type":"invalid_request_error"}}');
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(out);
+        if (embeddingObservers.size) {
+          const answeredAt = performance.now();
+          for (const fn of embeddingObservers) fn({ headAt, bodyAt, answeredAt, body });
+        }
+        return;
+      }
       if (req.method !== 'POST' || !path.endsWith('/chat/completions')) {
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end('{"error":{"message":"not found","type":"invalid_request_error"}}');
@@ -85,6 +116,14 @@ export async function startFakeModel() {
     observe(fn) {
       observers.add(fn);
       return () => observers.delete(fn);
+    },
+    /**
+     * Calls `fn({ headAt, bodyAt, answeredAt, body })` for each embeddings request, after its
+     * answer is handed to the socket (`answeredAt`); returns the function that stops it.
+     */
+    observeEmbeddings(fn) {
+      embeddingObservers.add(fn);
+      return () => embeddingObservers.delete(fn);
     },
     close: () =>
       new Promise((resolve) => {

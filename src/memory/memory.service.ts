@@ -72,13 +72,26 @@ export class MemoryService {
   /**
    * What the model would be sent for the vision now. With `embedFor` (the owner, before a
    * reply) the latest user message is embedded for recall if it has no embedding yet (a metered
-   * call); without it, recall uses stored embeddings only and the model is never called.
+   * call; with `latest`, the message just stored, the call starts at once, beside the reads);
+   * without it, recall uses stored embeddings only and the model is never called.
    */
-  plan(vision: { id: string; title: string }, sql: SqlRunner = this.deps.sql, opts: { embedFor?: string } = {}): Promise<ModelContextPlan> {
+  plan(
+    vision: { id: string; title: string },
+    sql: SqlRunner = this.deps.sql,
+    opts: { embedFor?: string; latest?: VisionMessage } = {},
+  ): Promise<ModelContextPlan> {
     const recall = this.search?.recall;
-    const recaller = recall?.enabled
-      ? (latest: VisionMessage, beforeMessageId: string) => recall.recall(sql, { visionId: vision.id, latest, beforeMessageId, embedFor: opts.embedFor })
-      : undefined;
+    if (!recall?.enabled) return planContext(sql, this.tokenizer, this.rules, vision);
+    // the new message's embedding is asked for at once, while the window is read
+    const early = opts.embedFor && opts.latest ? { id: opts.latest.id, vector: recall.embedNew(opts.embedFor, opts.latest) } : undefined;
+    const recaller = (latest: VisionMessage, beforeMessageId: string) =>
+      recall.recall(sql, {
+        visionId: vision.id,
+        latest,
+        beforeMessageId,
+        embedFor: opts.embedFor,
+        vector: early?.id === latest.id ? early.vector : undefined,
+      });
     return planContext(sql, this.tokenizer, this.rules, vision, recaller);
   }
 

@@ -142,13 +142,21 @@ export class EmbeddingService {
     return rows.length > batch.length ? 'more' : 'done';
   }
 
-  /** Embeds one message now (recall, before a reply) and stores it; the job skips it then. */
-  async embedMessage(userId: string, m: { id: string; visionId: string; content: string }): Promise<number[]> {
-    const [v] = await this.embed([m.content], {
-      clientId: userId,
-      meta: { module: 'search', visionid: m.visionId, messageid: m.id, purpose: 'embedding', for: 'recall' },
-    });
-    await this.deps.store.store(this.deps.sql, this.model, [{ messageId: m.id, vector: v! }]);
+  /**
+   * Embeds one message now (recall, before a reply) and stores it; the job skips it then. With
+   * `background`, the vector is returned as soon as the model answers, and the tokenscount row's
+   * final write and the vector's row follow without holding the caller (a failure is logged; the
+   * job embeds the message again, the sweeper settles the row).
+   */
+  async embedMessage(userId: string, m: { id: string; visionId: string; content: string }, opts: { background?: boolean } = {}): Promise<number[]> {
+    const [v] = await this.embed(
+      [m.content],
+      { clientId: userId, meta: { module: 'search', visionid: m.visionId, messageid: m.id, purpose: 'embedding', for: 'recall' } },
+      opts.background,
+    );
+    const stored = this.deps.store.store(this.deps.sql, this.model, [{ messageId: m.id, vector: v! }]);
+    if (!opts.background) await stored;
+    else stored.catch((err: unknown) => this.deps.logger.warn({ err, messageId: m.id }, 'storing an embedding failed; the job embeds the message again'));
     return v!;
   }
 
@@ -156,7 +164,8 @@ export class EmbeddingService {
   async storedVector(messageId: string): Promise<number[] | null> {
     const [row] = await queryRows<{ v: Buffer }>(
       this.deps.sql,
-      `select array_send(embedding) as v from vision_message_embeddings where messageid = ? and model = ?`,
+      `select array_send(v.embedding) as v from vision_message_embeddings e join vision_message_vectors v on v.messageid = e.messageid
+       where e.messageid = ? and e.model = ?`,
       [messageId, this.model],
     );
     return row ? Array.from(decodeFloat4Send(row.v)) : null;
@@ -172,7 +181,7 @@ export class EmbeddingService {
     return v!;
   }
 
-  private async embed(texts: string[], who: { clientId: string; meta: Record<string, unknown> }): Promise<number[][]> {
+  private async embed(texts: string[], who: { clientId: string; meta: Record<string, unknown> }, settleInBackground = false): Promise<number[][]> {
     const { config, llm } = this.deps;
     const result = await embedAndLogTokens({
       em: this.deps.sql,
@@ -186,6 +195,7 @@ export class EmbeddingService {
       meta: who.meta,
       timeoutMs: this.deps.timeoutMs,
       logger: this.deps.logger,
+      settleInBackground,
     });
     if (!result.ok) throw new EmbeddingFailedError(result);
     return result.vectors;

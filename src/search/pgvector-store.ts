@@ -21,7 +21,8 @@ export class PgVectorStore implements VectorStore {
     await this.base.store(on, model, rows);
     await queryRows(
       on,
-      `update vision_message_embeddings e set vec = e.embedding::vector where e.messageid = any(?::uuid[]) and e.model = ?`,
+      `update vision_message_embeddings e set vec = v.embedding::vector from vision_message_vectors v
+       where v.messageid = e.messageid and e.messageid = any(?::uuid[]) and e.model = ?`,
       [uuidArray(rows.map((r) => r.messageId)), model],
     );
   }
@@ -73,7 +74,11 @@ export async function prepareVectorStore(on: SqlOn, config: SearchConfig, logger
   try {
     if (!available.installed) await queryRows(on, `create extension if not exists vector`, []);
     await queryRows(on, `alter table vision_message_embeddings add column if not exists vec vector`, []);
-    await queryRows(on, `update vision_message_embeddings set vec = embedding::vector where vec is null`, []);
+    await queryRows(
+      on,
+      `update vision_message_embeddings e set vec = v.embedding::vector from vision_message_vectors v where v.messageid = e.messageid and e.vec is null`,
+      [],
+    );
     if (dims > 0 && dims <= 2000) {
       // HNSW indexes hold one dimension count (at most 2,000): the configured one
       await queryRows(

@@ -21,6 +21,8 @@ export interface RecallRequest {
    * a stored embedding is used (the `Vision.context` view never calls the model).
    */
   embedFor?: string;
+  /** The latest message's vector, already asked for ({@link Recall.embedNew}); null when that failed. */
+  vector?: Promise<number[] | null>;
 }
 
 /**
@@ -37,15 +39,29 @@ export class Recall {
     return this.deps.config.embeddings && this.deps.config.recallMax > 0;
   }
 
+  /**
+   * Embeds a message just stored (it has no embedding yet) for recall, metered; the vector is
+   * stored in the background. Never rejects: null when the call failed (the reply goes on).
+   */
+  embedNew(userId: string, m: VisionMessage): Promise<number[] | null> {
+    return this.deps.embeddings.embedMessage(userId, m, { background: true }).catch((err: unknown) => {
+      this.deps.logger.warn({ err, visionId: m.visionId }, 'recall skipped: the latest message could not be embedded');
+      return null;
+    });
+  }
+
   async recall(sql: SqlOn, r: RecallRequest): Promise<RecalledMessage[]> {
     if (!this.enabled) return [];
     const { embeddings, store, config } = this.deps;
     let vector: number[] | null;
     try {
-      vector = await embeddings.storedVector(r.latest.id);
-      if (!vector && r.embedFor) vector = await embeddings.embedMessage(r.embedFor, r.latest);
+      if (r.vector) vector = await r.vector;
+      else {
+        vector = await embeddings.storedVector(r.latest.id);
+        if (!vector && r.embedFor) vector = await this.embedNew(r.embedFor, r.latest);
+      }
     } catch (err) {
-      this.deps.logger.warn({ err, visionId: r.visionId }, 'recall skipped: the latest message could not be embedded');
+      this.deps.logger.warn({ err, visionId: r.visionId }, 'recall skipped: the latest message has no embedding');
       return [];
     }
     if (!vector) return [];

@@ -52,15 +52,11 @@ export function float4Literal(v: readonly number[]): string {
 
 /** Decodes `array_send(float4[])`: a 1-dimensional array's header, then (length, big-endian float4) pairs. */
 export function decodeFloat4Send(buf: Buffer): Float32Array {
-  const ndim = buf.readInt32BE(0);
-  if (ndim === 0) return new Float32Array(0);
-  const n = buf.readInt32BE(12);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (view.getInt32(0) === 0) return new Float32Array(0);
+  const n = view.getInt32(12);
   const out = new Float32Array(n);
-  let off = 20;
-  for (let i = 0; i < n; i++) {
-    out[i] = buf.readFloatBE(off + 4);
-    off += 8;
-  }
+  for (let i = 0, off = 24; i < n; i++, off += 8) out[i] = view.getFloat32(off);
   return out;
 }
 
@@ -79,13 +75,21 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
 }
 
+/**
+ * How many messages the sign bits shortlist for exact ranking: four times what is asked, at
+ * least 50 (binary quantization keeps the true nearest within a few times k).
+ */
+export function shortlistSize(limit: number): number {
+  return Math.max(4 * limit, 50);
+}
+
 const BEFORE = `and (e.messageat, e.messageid) < (select createdat, id from vision_messages where id = ?)`;
 
 /**
  * Float4 arrays in plain PostgreSQL. The scan is limited to the caller's visions (an index on
  * visionid): first by the Hamming distance of the vectors' sign bits (`bit_count(signs # q)`,
- * native bit operations over narrow rows: the arrays themselves live in TOAST), then the
- * shortlist of the nearest `max(8 × limit, 400)` is ranked by exact cosine similarity. For up
+ * native bit operations over narrow rows: the arrays live in `vision_message_vectors`), then the
+ * shortlist of the nearest {@link shortlistSize} is ranked by exact cosine similarity. For up
  * to that many candidate messages the ranking is exact; beyond, sign agreement decides which
  * messages are compared exactly (binary quantization with rescoring).
  */
@@ -96,16 +100,23 @@ export class Float4Store implements VectorStore {
     if (!rows.length) return;
     await queryRows(
       on,
-      `insert into vision_message_embeddings (messageid, visionid, messageat, model, dims, embedding, signs)
-       select m.id, m.visionid, m.createdat, ?, cardinality(e.v::float4[]), e.v::float4[], e.s::bit varying
-       from unnest(?::uuid[], ?::text[], ?::text[]) as e(id, v, s) join vision_messages m on m.id = e.id
-       on conflict (messageid) do update set model = excluded.model, dims = excluded.dims, embedding = excluded.embedding,
-         signs = excluded.signs, createdat = now()`,
+      `with input as (
+         select m.id, m.visionid, m.createdat, e.v::float4[] as v, e.s::bit varying as s
+         from unnest(?::uuid[], ?::text[], ?::text[]) as e(id, v, s) join vision_messages m on m.id = e.id
+       ), stored as (
+         insert into vision_message_embeddings (messageid, visionid, messageat, model, dims, signs)
+         select id, visionid, createdat, ?, cardinality(v), s from input
+         on conflict (messageid) do update set model = excluded.model, dims = excluded.dims, signs = excluded.signs, createdat = now()
+         returning messageid
+       )
+       insert into vision_message_vectors (messageid, embedding)
+       select i.id, i.v from input i join stored on stored.messageid = i.id
+       on conflict (messageid) do update set embedding = excluded.embedding`,
       [
-        model,
         uuidArray(rows.map((r) => r.messageId)),
         `{${rows.map((r) => `"${float4Literal(r.vector)}"`).join(',')}}`,
         `{${rows.map((r) => signBits(r.vector)).join(',')}}`,
+        model,
       ],
     );
   }
@@ -114,16 +125,21 @@ export class Float4Store implements VectorStore {
     if (!q.visionIds.length || q.limit <= 0) return [];
     const params: unknown[] = [uuidArray(q.visionIds), q.model, q.vector.length];
     if (q.beforeMessageId) params.push(q.beforeMessageId);
-    params.push(signBits(q.vector), Math.max(8 * q.limit, 400));
+    params.push(signBits(q.vector), shortlistSize(q.limit));
+    // the shortlist first (narrow rows, nothing but ids leaves the scan), then its vectors
     const rows = await queryRows<{ messageid: string; v: Buffer }>(
       on,
-      `select e.messageid, array_send(e.embedding) as v from vision_message_embeddings e
-       where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ? ${q.beforeMessageId ? BEFORE : ''}
-       order by bit_count(e.signs # ?::bit varying), e.messageid desc limit ?`,
+      `with shortlist as (
+         select e.messageid from vision_message_embeddings e
+         where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ? ${q.beforeMessageId ? BEFORE : ''}
+         order by bit_count(e.signs # ?::bit varying), e.messageid desc limit ?
+       )
+       select s.messageid, (select array_send(v.embedding) from vision_message_vectors v where v.messageid = s.messageid) as v from shortlist s`,
       params,
     );
     const scored: Neighbour[] = [];
     for (const r of rows) {
+      if (!r.v) continue; // removed meanwhile
       const score = cosine(q.vector, decodeFloat4Send(r.v));
       if (score >= q.minScore) scored.push({ messageId: r.messageid, score });
     }

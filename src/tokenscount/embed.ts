@@ -22,6 +22,12 @@ export interface EmbedParams {
   signal?: AbortSignal;
   closing?: AbortSignal;
   logger?: Pick<Logger, 'warn' | 'error'>;
+  /**
+   * Return as soon as the provider answered; the row's final write (with its retries) follows.
+   * For callers on a latency path (recall before a reply); the row is pending until then, and a
+   * sweeper settles it if the process dies first.
+   */
+  settleInBackground?: boolean;
 }
 
 export type EmbedResult =
@@ -83,7 +89,7 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   }
 
   const prompt = usage?.prompt_tokens ?? estimate;
-  await settleCallWithRetry(
+  const settled = settleCallWithRetry(
     p.em,
     tokensCountId,
     {
@@ -101,5 +107,6 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
     },
     { closing: p.closing, logger: p.logger, attempts: 10 },
   );
+  if (!p.settleInBackground) await settled;
   return result;
 }

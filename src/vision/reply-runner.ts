@@ -98,14 +98,14 @@ export class ReplyRunner {
       done: undefined as unknown as Promise<VisionMessage>,
     };
     this.running.set(run.visionId, run);
-    run.done = this.generate(run, title, userId, reply).finally(() => {
+    run.done = this.generate(run, title, userId, user, reply).finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     return run;
   }
 
   /** Generates one reply; never rejects: every outcome ends in a stored final state and its events. */
-  private async generate(run: RunningReply, title: string, userId: string, reply: VisionMessage): Promise<VisionMessage> {
+  private async generate(run: RunningReply, title: string, userId: string, user: VisionMessage, reply: VisionMessage): Promise<VisionMessage> {
     const { config, llm, logger, events, sql } = this.deps;
     let content = '';
     let saved = '';
@@ -135,7 +135,7 @@ export class ReplyRunner {
     let plan: ModelContextPlan | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId }));
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: user }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
