@@ -107,6 +107,10 @@ const TARGETS = {
   fanKb: 20,
   streamAddedMs: 5,
   contextLength: 1.2,
+  // scenario 8 (issue 12)
+  searchTextP50Ms: 20,
+  searchHybridP50Ms: 50,
+  recallAddedP50Ms: 5,
 };
 
 const log = (...a) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -933,6 +937,7 @@ function scenarioSearchRecall() {
     fmt,
     addRow,
     results,
+    targets: { textP50Ms: TARGETS.searchTextP50Ms, hybridP50Ms: TARGETS.searchHybridP50Ms, recallAddedMs: TARGETS.recallAddedP50Ms },
     headersFor,
     sendQuery: Q_SEND,
     // the main server stays up (idle) meanwhile
