@@ -65,24 +65,30 @@ export class Recall {
       return [];
     }
     if (!vector) return [];
-    const near = await store.nearest(sql, {
-      visionIds: [r.visionId],
-      model: embeddings.model,
-      vector,
-      limit: config.recallMax,
-      minScore: config.recallMinScore,
-      beforeMessageId: r.beforeMessageId,
-    });
-    if (!near.length) return [];
-    const rows = await queryRows(
-      sql,
-      `select ${MESSAGE_COLUMNS} from vision_messages where id = any(?::uuid[]) and state in ('complete', 'stopped') and content <> ''`,
-      [uuidArray(near.map((n) => n.messageId))],
-    );
-    const byId = new Map(rows.map((row) => [String(row.id), VisionMessage.fromRow(row)]));
-    return near.flatMap((n) => {
-      const message = byId.get(n.messageId);
-      return message ? [{ message, score: n.score }] : [];
-    });
+    try {
+      const near = await store.nearest(sql, {
+        visionIds: [r.visionId],
+        model: embeddings.model,
+        vector,
+        limit: config.recallMax,
+        minScore: config.recallMinScore,
+        beforeMessageId: r.beforeMessageId,
+      });
+      if (!near.length) return [];
+      const rows = await queryRows(
+        sql,
+        `select ${MESSAGE_COLUMNS} from vision_messages where id = any(?::uuid[]) and state in ('complete', 'stopped') and content <> ''`,
+        [uuidArray(near.map((n) => n.messageId))],
+      );
+      const byId = new Map(rows.map((row) => [String(row.id), VisionMessage.fromRow(row)]));
+      return near.flatMap((n) => {
+        const message = byId.get(n.messageId);
+        return message ? [{ message, score: n.score }] : [];
+      });
+    } catch (err) {
+      // a reply without recalled moments beats a failed reply
+      this.deps.logger.warn({ err, visionId: r.visionId }, 'recall skipped: the nearest messages could not be read');
+      return [];
+    }
   }
 }
