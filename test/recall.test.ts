@@ -106,6 +106,15 @@ describe('recall', () => {
     expect(rows[0]!.meta).toMatchObject({ purpose: 'embedding', finish: 'complete', visionid: p.visionId });
     await replyDone(p.visionId);
 
+    // the job embeds the reply after the turn: let it finish, so the count below is only the view's
+    await waitUntil('the reply embedded by the job', async () => {
+      const r = await server.sql(
+        `select 1 from vision_messages m join vision_message_embeddings e on e.messageid = m.id
+         where m.visionid = ? and m.sender = 'assistant' and m.createdat > now() - interval '1 hour'`,
+        [p.visionId],
+      );
+      return r.length === 1;
+    }, 10_000, 50);
     // Vision.context shows the same, and asks the model nothing
     const calls = fake.embeddingRequests.length + fake.requests.length;
     const ctx = await server.gql(CONTEXT, { id: p.visionId }, { user });
