@@ -24,7 +24,8 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
   const port = await findFreePort();
   const base: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' };
   const proc = spawn(process.execPath, [ENTRY], {
-    env: { ...base, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', ...env },
+    // embedding jobs add metered rows in the background (as in startTestServer, search tests turn them on)
+    env: { ...base, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', EMBEDDINGS: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
