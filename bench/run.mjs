@@ -930,8 +930,7 @@ function scenarioSearchRecall() {
   return scenarioSearch({
     quick: QUICK,
     root: ROOT,
-    db,
-    pool,
+    db, // the scenario creates a database of its own next to it (<name>_s8)
     fake,
     log,
     fmt,
@@ -943,6 +942,7 @@ function scenarioSearchRecall() {
     // the main server stays up (idle) meanwhile
     spawnServer: (env, name) => spawnOurServer({ name, env }),
     warm: exerciseEveryOperation,
+    defer: (fn) => cleanups.push(fn),
   });
 }
 
@@ -1061,7 +1061,8 @@ async function main() {
       log(`scenario ${n} FAILED: ${err?.stack ?? err}`);
       results.errors.push({ scenario: n, error: String(err?.message ?? err) });
       addRow([`${n} FAILED: ${String(err?.message ?? err).split('\n')[0].slice(0, 60)}`, '', '', '', '', 'error']);
-      if (!server) await startOurServer().catch(() => undefined);
+      // (not when interrupted: cleanup has stopped it, and the new one would outlive the harness)
+      if (!server && !stopping) await startOurServer().catch(() => undefined);
     }
   }
   rows.sort((a, b) => a.n - b.n); // stable: a scenario's rows keep their order
@@ -1094,14 +1095,17 @@ async function main() {
 }
 
 const watchdog = setTimeout(async () => {
+  stopping = true;
   log(`watchdog: the run exceeded ${P.watchdogS} s; stopping`);
   await cleanup();
   process.exit(1);
 }, P.watchdogS * 1000);
 watchdog.unref();
 
+let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.once(sig, async () => {
+    stopping = true;
     log(`${sig}: cleaning up`);
     await cleanup();
     process.exit(130);

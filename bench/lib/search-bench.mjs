@@ -26,6 +26,8 @@
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import pg from 'pg';
+import { withDatabase } from './db.mjs';
 import { httpPost, median, summarize } from './load.mjs';
 
 const require = createRequire(import.meta.url);
@@ -282,8 +284,9 @@ let explained = 0;
 /**
  * EXPLAIN (ANALYZE, BUFFERS) of a statement as the server runs it: a named prepared statement
  * (src/db/sql.ts), executed 5 times first, after which PostgreSQL may switch it to a generic plan
- * (it did, when `generic`: the plan shows `$n` instead of the values); then the same with the
- * values written in (the custom plan), for comparison.
+ * (it did, when `generic`: `pg_prepared_statements.generic_plans` counted the EXPLAIN's
+ * executions; PostgreSQL 14+); then the same with the values written in (the custom plan), for
+ * comparison.
  */
 async function explainAsServer(client, sql, params) {
   let i = 0;
@@ -296,8 +299,17 @@ async function explainAsServer(client, sql, params) {
     const [{ 'QUERY PLAN': [p] }] = (await client.query(q)).rows;
     return { planningMs: p['Planning Time'], executionMs: p['Execution Time'], plan: planLines(p.Plan) };
   };
+  const counters = async () => {
+    try {
+      return (await client.query('select generic_plans::int as g from pg_prepared_statements where name = $1', [name])).rows[0]?.g;
+    } catch {
+      return undefined; // before PostgreSQL 14
+    }
+  };
+  const g0 = await counters();
   const prepared = await one(`explain (analyze, buffers, format json) execute ${name}(${params.map(literal).join(', ')})`);
-  prepared.generic = prepared.plan.some((l) => /\$\d/.test(l));
+  const g1 = await counters();
+  prepared.generic = g0 === undefined || g1 === undefined ? undefined : g1 > g0;
   let j = 0;
   const custom = prepared.generic ? await one(`explain (analyze, buffers, format json) ${sql.replace(/\?/g, () => literal(params[j++]))}`) : undefined;
   return { sql: sql.replace(/\s+/g, ' ').trim(), prepared, custom };
@@ -320,7 +332,7 @@ async function timeIt(fn, n) {
  * (dist/) runs for them, captured and explained on this database, plus the wall time of the
  * server's own functions called here (statement + transfer + decoding + cosine in JS).
  */
-async function explainSearch(h, { big, recallVision, queries, recallText }) {
+async function explainSearch(h, pool, { big, recallVision, queries, recallText }) {
   const dist = (p) => require(join(h.root, 'dist/src', p));
   const { textSearchStatement, textSearch, loadHits } = dist('search/search.queries.js');
   const { loadSearchConfig } = dist('search/search.config.js');
@@ -328,7 +340,7 @@ async function explainSearch(h, { big, recallVision, queries, recallText }) {
   const { offlineEmbedding } = dist('llm/offline-embeddings.js');
   const config = loadSearchConfig({});
   const model = config.embeddingModel;
-  const client = await h.pool.connect();
+  const client = await pool.connect();
   const quiet = { info() {}, warn() {}, debug() {}, error() {}, child: () => quiet };
   try {
     const plain = capturingRunner(client, []);
@@ -374,13 +386,63 @@ async function explainSearch(h, { big, recallVision, queries, recallText }) {
 // ------------------------------------------------------------------ the scenario
 
 /**
- * @param h the harness: { quick, root, pool, db, fake, log, fmt, addRow, results, targets,
- *   headersFor(userId), sendQuery, spawnServer(env, name) → { port, stop }, warm(base) }
+ * A database of its own for the scenario, next to the run's (`<name>_s8`), dropped at the end.
+ * Not the run's database: a server with EMBEDDINGS=true embeds, at its start, every message that
+ * has no embedding (the backfill), and the run's database holds the other scenarios' seeds
+ * (scenario 4's 100,000 messages among them): that background work would run during the
+ * measurements (it did in a first version: ~1,600 embeddings jobs of 64 messages).
+ */
+async function ownDatabase(h) {
+  const name = `${h.db.name}_s8`;
+  const admin = async (sql) => {
+    const c = new pg.Client({ connectionString: h.db.url });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`create database ${name}`);
+  let closed = false;
+  const pool = new pg.Pool({ connectionString: withDatabase(h.db.url, name), max: 4 });
+  return {
+    name,
+    url: withDatabase(h.db.url, name),
+    pool,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end().catch(() => undefined);
+      await admin(`drop database if exists ${name} with (force)`);
+    },
+  };
+}
+
+/** Waits (at most `ms`) until every eligible message has an embedding: the background jobs are done. */
+async function embeddingsSettled(pool, ms) {
+  const end = performance.now() + ms;
+  for (;;) {
+    const { rows } = await pool.query(
+      `select count(*)::int as n from vision_messages m
+       where m.sender in ('user', 'assistant') and m.messagetype <> 'info' and m.state in ('complete', 'stopped') and m.content <> ''
+         and not exists (select 1 from vision_message_embeddings e where e.messageid = m.id)`,
+    );
+    if (rows[0].n === 0) return 0;
+    if (performance.now() > end) return rows[0].n;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * @param h the harness: { quick, root, db, fake, log, fmt, addRow, results, targets,
+ *   headersFor(userId), sendQuery, spawnServer(env, name) → { port, stop }, warm(base),
+ *   defer(fn): fn runs at the harness's cleanup (an interrupted run) }
  */
 export async function scenarioSearch(h) {
   const P = h.quick ? SEARCH_PARAMS.quick : SEARCH_PARAMS.full;
   const T = h.targets ?? SEARCH_TARGETS;
-  const { pool, log, fmt } = h;
+  const { log, fmt } = h;
   const { RECALL_HEADING } = require(join(h.root, 'dist/src/memory/context.js'));
   const bigN = P.big.toLocaleString('en');
   log(
@@ -390,7 +452,20 @@ export async function scenarioSearch(h) {
 
   const servers = [];
   const stops = [];
+  const own = await ownDatabase(h);
+  h.defer?.(async () => {
+    for (const s of servers) await s.stop();
+    await own.close();
+  });
+  const pool = own.pool;
   try {
+    // the first server applies the migrations to the empty database
+    const env = { DATABASE_URL: own.url, EMBEDDINGS: 'true', SUMMARIES: 'false', MAX_MESSAGES: '40', RECALL_MAX: '5' };
+    const server = await h.spawnServer(env, 'server (scenario 8, search)');
+    servers.push(server);
+    const base = `http://127.0.0.1:${server.port}`;
+    await h.warm(base);
+
     const t0 = performance.now();
     const user = 'bench-search';
     const big = await seedVision(pool, h, { userId: user, title: 'Марафон (search)', n: P.big, seed: 1 });
@@ -402,11 +477,8 @@ export async function scenarioSearch(h) {
 
     // queries from rare to common: made-up words of the vocabulary's head and tail, and real ones
     const queries = [VOCAB[3], VOCAB[40], VOCAB[400], VOCAB[2500], `${VOCAB[10]} ${VOCAB[90]}`, 'пробежка колено', '"long run"', 'кроссовки -новые', 'training plan', 'полумарафон'];
-    const env = { EMBEDDINGS: 'true', SUMMARIES: 'false', MAX_MESSAGES: '40', RECALL_MAX: '5' };
-    const server = await h.spawnServer(env, 'server (scenario 8, search)');
-    servers.push(server);
-    const base = `http://127.0.0.1:${server.port}`;
-    await h.warm(base);
+    const left = await embeddingsSettled(pool, 15_000);
+    if (left) log(`  ! ${left} messages still without an embedding: background embedding jobs may run during the measurements`);
     const url = `${base}/graphql`;
     const headers = h.headersFor(user);
     const timed = async (body) => {
@@ -453,14 +525,40 @@ export async function scenarioSearch(h) {
       rounds.push(round);
     }
     const pick = (k, p) => median(rounds.map((x) => x[k][p]));
-    const byQuery = queries.map((q, i) => ({ query: q, textP50: median(perQuery.TEXT[i]), hybridP50: median(perQuery.HYBRID[i]), textHits: hitCounts.TEXT[i], hybridHits: hitCounts.HYBRID[i] }));
-    log(`  p50 per query (TEXT / HYBRID ms): ${byQuery.map((x) => `${x.query} ${fmt(x.textP50, 1)}/${fmt(x.hybridP50, 1)}`).join('; ')}`);
+    const matches = [];
+    for (const q of queries) {
+      const { rows } = await pool.query(`select count(*)::int as n from vision_messages where visionid = $1 and searchtsv @@ websearch_to_tsquery('russian', $2)`, [big, q]);
+      matches.push(rows[0].n);
+    }
+    const byQuery = queries.map((q, i) => ({
+      query: q,
+      matches: matches[i],
+      textP50: median(perQuery.TEXT[i]),
+      hybridP50: median(perQuery.HYBRID[i]),
+      textHits: hitCounts.TEXT[i],
+      hybridHits: hitCounts.HYBRID[i],
+    }));
+    log(`  p50 per query (matches: TEXT / HYBRID ms): ${byQuery.map((x) => `${x.query} (${x.matches}): ${fmt(x.textP50, 1)}/${fmt(x.hybridP50, 1)}`).join('; ')}`);
+    // TEXT's cost grows with the matches it ranks: with half the set common words, the p50 of all
+    // searches is the boundary between the two halves, so both halves are reported too
+    const common = (i) => matches[i] > P.big / 100;
+    const byClass = (mode, want) => summarize(perQuery[mode].flatMap((list, i) => (common(i) === want ? list : [])));
+    const classes = {
+      commonQueries: queries.filter((_, i) => common(i)),
+      text: { common: byClass('TEXT', true), rare: byClass('TEXT', false) },
+      hybrid: { common: byClass('HYBRID', true), rare: byClass('HYBRID', false) },
+    };
+    log(
+      `  ${classes.commonQueries.length} queries with more than 1 % of the messages matching vs ${queries.length - classes.commonQueries.length} with fewer: ` +
+        `TEXT p50 ${fmt(classes.text.common.p50, 2)} vs ${fmt(classes.text.rare.p50, 2)} ms, HYBRID p50 ${fmt(classes.hybrid.common.p50, 2)} vs ${fmt(classes.hybrid.rare.p50, 2)} ms`,
+    );
 
     // ---- recall: two servers, RECALL_MAX 5 and 0
     const withRecall = server;
     const without = await h.spawnServer({ ...env, RECALL_MAX: '0' }, 'server (scenario 8, no recall)');
     servers.push(without);
     await h.warm(`http://127.0.0.1:${without.port}`);
+    await embeddingsSettled(pool, 15_000); // its start's backfill has nothing to do but the warm-up's
     const arrivals = new Map();
     const embedCalls = new Map();
     let open = null; // the content of the send under way
@@ -541,7 +639,7 @@ export async function scenarioSearch(h) {
     const rpick = (side, k, p) => median(recallRounds.map((x) => x[side][k][p]));
 
     // ---- where the time goes, statement by statement (servers idle)
-    const explain = await explainSearch(h, { big, recallVision, queries, recallText });
+    const explain = await explainSearch(h, pool, { big, recallVision, queries, recallText });
     const show = (label, e) => {
       const head = `  EXPLAIN ${label}: ${fmt(e.prepared.executionMs, 3)} ms execution, ${fmt(e.prepared.planningMs, 3)} ms planning${e.prepared.generic ? ' (GENERIC plan of the prepared statement' + (e.custom ? `; custom plan: ${fmt(e.custom.executionMs, 3)} ms` : '') + ')' : ''}${e.wallMs !== undefined ? `; the server's function, called here: ${fmt(e.wallMs, 2)} ms wall` : ''}`;
       log(`${head}\n      ${e.prepared.plan.join('\n      ')}`);
@@ -558,6 +656,7 @@ export async function scenarioSearch(h) {
     const res = {
       messages: { searched: P.big, otherUser: P.other, recallVision: P.recall },
       queries: byQuery,
+      byMatches: classes,
       text: { p50: pick('TEXT', 'p50'), p99: pick('TEXT', 'p99') },
       hybrid: { p50: pick('HYBRID', 'p50'), p99: pick('HYBRID', 'p99') },
       historyRead: { p50: pick('read', 'p50'), p99: pick('read', 'p99') },
@@ -594,6 +693,14 @@ export async function scenarioSearch(h) {
         `rounds ${res.recall.roundAdded.map((x) => fmt(x, 2)).join(', ')})`,
     );
     h.addRow([`8 search TEXT p50 ms, ${bigN} msgs (vs history read)`, fmt(res.text.p50, 2), fmt(res.historyRead.p50, 2), `p99 ${fmt(res.text.p99, 1)}`, `≤ ${T.textP50Ms} ms`, res.met.text ? 'yes' : 'NO']);
+    h.addRow([
+      `  TEXT p50 ms: ${classes.commonQueries.length} common-word queries vs the rest`,
+      fmt(classes.text.common.p50, 2),
+      fmt(classes.text.rare.p50, 2),
+      `${fmt(classes.text.common.p50 / classes.text.rare.p50, 1)}×`,
+      '(info)',
+      '',
+    ]);
     h.addRow([`  search HYBRID p50 ms (query embedding cached)`, fmt(res.hybrid.p50, 2), fmt(res.historyRead.p50, 2), `p99 ${fmt(res.hybrid.p99, 1)}`, `≤ ${T.hybridP50Ms} ms`, res.met.hybrid ? 'yes' : 'NO']);
     h.addRow([
       `  send → model p50 ms: recall on vs off (${P.recall.toLocaleString('en')})`,
@@ -605,6 +712,7 @@ export async function scenarioSearch(h) {
     ]);
   } finally {
     for (const stop of stops) stop();
-    for (const s of servers) await s.stop();
+    while (servers.length) await servers.pop().stop();
+    await own.close();
   }
 }
