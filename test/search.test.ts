@@ -5,7 +5,8 @@
  * embeddings are deterministic (texts sharing words are close).
  */
 import { Client as PgClient } from 'pg';
-import { textSearchStatement } from '../src/search/search.queries';
+import { poolRunner } from '../src/db/sql';
+import { textSearch, textSearchStatement } from '../src/search/search.queries';
 import { CreateVisionDocument, SendMessageDocument, SetVisionStatusDocument } from './generated/graphql';
 import { createScratchDatabase } from './support/db';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
@@ -185,6 +186,19 @@ describe('TEXT search', () => {
     expect([...scores].sort((a, b) => b - a)).toEqual(scores);
   });
 
+  it('ranks only the newest SEARCH_TEXT_DEPTH matches', async () => {
+    const user = newUser('depth');
+    const v = await createVision(user);
+    // the oldest has the word three times (the best rank of all), the newest once each
+    const ids = await seed(v, ['озеро озеро озеро', 'озеро один', 'озеро два', 'озеро три', 'озеро четыре']);
+    const sql = poolRunner(server.db.orm.em);
+    const all = await textSearch(sql, { visionIds: [v], query: 'озеро', limit: 10, depth: 2000 });
+    expect(all[0]!.id).toBe(ids[0]);
+    expect(all).toHaveLength(5);
+    const newest = await textSearch(sql, { visionIds: [v], query: 'озеро', limit: 10, depth: 3 });
+    expect(newest.map((h) => h.id).sort()).toEqual(ids.slice(2).sort());
+  });
+
   it('bad input is BAD_USER_INPUT with HTTP 200, never a 5xx', async () => {
     const user = newUser('bad');
     const v = await createVision(user);
@@ -238,7 +252,7 @@ describe('TEXT search', () => {
       [`{${mine.join(',')}}`],
     );
     expect(Number(expected)).toBe(200);
-    const { sql, params } = textSearchStatement({ visionIds: mine, query: 'марафон', limit: 21 });
+    const { sql, params } = textSearchStatement({ visionIds: mine, query: 'марафон', limit: 21, depth: 2000 });
     let i = 0;
     const pg = new PgClient({ connectionString: scratch.url });
     await pg.connect();

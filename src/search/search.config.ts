@@ -21,6 +21,8 @@ export interface SearchConfig {
   searchMinScore: number;
   /** SEARCH_SEMANTIC_DEPTH: nearest messages a SEMANTIC (or HYBRID) search ranks. @default 200 */
   semanticDepth: number;
+  /** SEARCH_TEXT_DEPTH: the newest matches a TEXT search ranks (a very common word matches thousands). @default 2000 */
+  textDepth: number;
   /** VECTOR_STORE: `auto` uses pgvector when the server has it, else float4 arrays. @default "auto" */
   vectorStore: 'auto' | 'pgvector' | 'float4';
 }
@@ -35,6 +37,7 @@ export function loadSearchConfig(env: Env): SearchConfig {
     recallMinScore: num(env, 'RECALL_MIN_SCORE', 0.35, -1, 1),
     searchMinScore: num(env, 'SEARCH_MIN_SCORE', 0.2, -1, 1),
     semanticDepth: int(env, 'SEARCH_SEMANTIC_DEPTH', 200, 10, 10_000),
+    textDepth: int(env, 'SEARCH_TEXT_DEPTH', 2000, 20, 1_000_000),
     vectorStore: oneOf(env, 'VECTOR_STORE', 'auto', ['auto', 'pgvector', 'float4'] as const),
   };
 }

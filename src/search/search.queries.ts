@@ -33,12 +33,13 @@ export async function searchableVisionIds(on: SqlOn, userId: string, visionId?: 
 /**
  * Full-text matches, best first (`ts_rank_cd` normalised to 0..1, then newest id), after a
  * keyset position. `websearch_to_tsquery`: quoted phrases, `or`, `-word`.
- */
-export interface TextSearchRequest {
+ */export interface TextSearchRequest {
   visionIds: readonly string[];
   query: string;
   limit: number;
   after?: { score: number; id: string };
+  /** The newest matches ranked at most (SEARCH_TEXT_DEPTH). */
+  depth: number;
 }
 
 export async function textSearch(on: SqlOn, q: TextSearchRequest): Promise<TextHit[]> {
@@ -48,9 +49,13 @@ export async function textSearch(on: SqlOn, q: TextSearchRequest): Promise<TextH
   return rows.map((r) => ({ id: r.id, score: Number(r.score) }));
 }
 
-/** The statement of {@link textSearch} (`?` placeholders), also for EXPLAIN in tests. */
+/**
+ * The statement of {@link textSearch} (`?` placeholders), also for EXPLAIN in tests. The newest
+ * `depth` matches are ranked (`ts_rank_cd` reads each one's positions: for a word in thousands of
+ * messages, ranking all of them was most of the time), then ordered by rank.
+ */
 export function textSearchStatement(q: TextSearchRequest): { sql: string; params: unknown[] } {
-  const params: unknown[] = [q.query, uuidArray(q.visionIds)];
+  const params: unknown[] = [q.query, uuidArray(q.visionIds), q.depth];
   let keyset = '';
   if (q.after) {
     keyset = 'where (t.score, t.id) < (?::float8, ?::uuid)';
@@ -59,9 +64,13 @@ export function textSearchStatement(q: TextSearchRequest): { sql: string; params
   params.push(q.limit);
   return {
     sql: `select t.id, t.score from (
-       select m.id, ts_rank_cd(m.searchtsv, q, 32)::float8 as score
-       from vision_messages m, websearch_to_tsquery(${TS_CONFIG}, ?) as q
-       where m.visionid = any(?::uuid[]) and ${SEARCHABLE} and m.searchtsv @@ q
+       select c.id, ts_rank_cd(c.searchtsv, q, 32)::float8 as score
+       from websearch_to_tsquery(${TS_CONFIG}, ?) as q,
+       lateral (
+         select m.id, m.searchtsv from vision_messages m
+         where m.visionid = any(?::uuid[]) and ${SEARCHABLE} and m.searchtsv @@ q
+         order by m.createdat desc limit ?
+       ) c
      ) t ${keyset}
      order by t.score desc, t.id desc limit ?`,
     params,

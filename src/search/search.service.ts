@@ -122,7 +122,7 @@ export class SearchService {
     let ranked: TextHit[];
     let hasNextPage: boolean;
     if (mode === SearchMode.TEXT) {
-      const rows = await textSearch(sql, { visionIds, query, limit: take + 1, after });
+      const rows = await textSearch(sql, { visionIds, query, limit: take + 1, after, depth: this.deps.config.textDepth });
       hasNextPage = rows.length > take;
       ranked = rows.slice(0, take);
     } else {
@@ -152,7 +152,7 @@ export class SearchService {
 
   private async hybrid(visionIds: string[], query: string, vector: number[]): Promise<TextHit[]> {
     const depth = this.deps.config.semanticDepth;
-    const [text, meaning] = await Promise.all([textSearch(this.deps.sql, { visionIds, query, limit: depth }), this.semantic(visionIds, vector)]);
+    const [text, meaning] = await Promise.all([textSearch(this.deps.sql, { visionIds, query, limit: depth, depth: this.deps.config.textDepth }), this.semantic(visionIds, vector)]);
     const fused = new Map<string, number>();
     text.forEach((h, i) => fused.set(h.id, (fused.get(h.id) ?? 0) + 1 / (RRF_K + i + 1)));
     meaning.forEach((h, i) => fused.set(h.id, (fused.get(h.id) ?? 0) + 1 / (RRF_K + i + 1)));

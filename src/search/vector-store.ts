@@ -76,11 +76,13 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /**
- * How many messages the sign bits shortlist for exact ranking: four times what is asked, at
- * least 50 (binary quantization keeps the true nearest within a few times k).
+ * How many messages the sign bits shortlist for exact ranking (binary quantization keeps the
+ * true nearest within a few times k): at least 50, four times a small k (recall), twice a large
+ * one (a search's depth: the tail of a 200-deep ranking weighs little, and each shortlisted
+ * vector costs a lookup and 2 KB on the wire).
  */
 export function shortlistSize(limit: number): number {
-  return Math.max(4 * limit, 50);
+  return Math.max(50, Math.min(4 * limit, 100 + 2 * limit));
 }
 
 const BEFORE = `and (e.messageat, e.messageid) < (select createdat, id from vision_messages where id = ?)`;
