@@ -8,7 +8,11 @@ import { VisionSummary } from './summary.entity';
  * assistant messages that are COMPLETE or STOPPED with some text (no FAILED replies, no system or
  * info messages), the same rule as the history window.
  */
-const ELIGIBLE = `sender in ('user', 'assistant') and messagetype <> 'info' and state in ('complete', 'stopped') and content <> ''`;
+export function eligibleSql(alias?: string): string {
+  const c = alias ? `${alias}.` : '';
+  return `${c}sender in ('user', 'assistant') and ${c}messagetype <> 'info' and ${c}state in ('complete', 'stopped') and ${c}content <> ''`;
+}
+const ELIGIBLE = eligibleSql();
 
 /** The summary in use (the newest), or null. */
 export async function findLatestSummary(on: SqlOn, visionId: string): Promise<VisionSummary | null> {

@@ -3,6 +3,7 @@ import type { SqlRunner } from '../db/sql';
 import { queryRows } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
 import type { Logger } from '../logger';
+import { eligibleSql } from '../memory/memory.queries';
 import { embedAndLogTokens, type EmbedResult } from '../tokenscount/embed';
 import type { SearchConfig } from './search.config';
 import { decodeFloat4Send, type VectorStore } from './vector-store';
@@ -19,7 +20,8 @@ const MAX_INPUT_CHARS = 16_000;
 /** Characters of all inputs of one call at most (providers cap a request's tokens). */
 const MAX_BATCH_CHARS = 200_000;
 
-const ELIGIBLE = `m.sender in ('user', 'assistant') and m.messagetype <> 'info' and m.state in ('complete', 'stopped') and m.content <> ''`;
+/** The messages that get embeddings: those a model ever sees. */
+const ELIGIBLE = eligibleSql('m');
 
 /** The model could not embed: why (the contract's reasons). */
 export class EmbeddingFailedError extends Error {

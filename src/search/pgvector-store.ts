@@ -1,7 +1,7 @@
 import { queryRows, type SqlOn, uuidArray } from '../db/sql';
 import type { Logger } from '../logger';
 import type { SearchConfig } from './search.config';
-import { Float4Store, float4Literal, type EmbeddingRow, type NearestQuery, type Neighbour, type VectorStore } from './vector-store';
+import { byScore, Float4Store, float4Literal, type EmbeddingRow, type NearestQuery, type Neighbour, type VectorStore } from './vector-store';
 
 const BEFORE = `and (e.messageat, e.messageid) < (select createdat, id from vision_messages where id = ?)`;
 
@@ -48,7 +48,7 @@ export class PgVectorStore implements VectorStore {
     return rows
       .map((r) => ({ messageId: r.messageid, score: 1 - Number(r.distance) }))
       .filter((n) => n.score >= q.minScore)
-      .sort((a, b) => b.score - a.score || (a.messageId < b.messageId ? 1 : a.messageId > b.messageId ? -1 : 0));
+      .sort((a, b) => byScore({ score: a.score, id: a.messageId }, { score: b.score, id: b.messageId }));
   }
 }
 

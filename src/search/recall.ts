@@ -1,5 +1,6 @@
 import { queryRows, type SqlOn, uuidArray } from '../db/sql';
 import type { Logger } from '../logger';
+import { eligibleSql } from '../memory/memory.queries';
 import { MESSAGE_COLUMNS, VisionMessage } from '../vision/message.entity';
 import type { EmbeddingService } from './embedder';
 import type { SearchConfig } from './search.config';
@@ -77,7 +78,7 @@ export class Recall {
       if (!near.length) return [];
       const rows = await queryRows(
         sql,
-        `select ${MESSAGE_COLUMNS} from vision_messages where id = any(?::uuid[]) and state in ('complete', 'stopped') and content <> ''`,
+        `select ${MESSAGE_COLUMNS} from vision_messages where id = any(?::uuid[]) and ${eligibleSql()}`,
         [uuidArray(near.map((n) => n.messageId))],
       );
       const byId = new Map(rows.map((row) => [String(row.id), VisionMessage.fromRow(row)]));

@@ -1,4 +1,5 @@
 import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import { eligibleSql } from '../memory/memory.queries';
 import { messageColumns, VisionMessage } from '../vision/message.entity';
 import { Vision } from '../vision/vision.entity';
 
@@ -6,7 +7,7 @@ import { Vision } from '../vision/vision.entity';
  * The messages search returns: what a model sees (user and assistant, COMPLETE or STOPPED, with
  * text). The first three conditions are the GIN index's predicate, so the index is used.
  */
-const SEARCHABLE = `m.sender in ('user', 'assistant') and m.messagetype <> 'info' and m.state in ('complete', 'stopped') and m.content <> ''`;
+const SEARCHABLE = eligibleSql('m');
 
 /** The text search configuration: Russian stems for Cyrillic words, English stems for Latin ones. */
 const TS_CONFIG = `'russian'::regconfig`;

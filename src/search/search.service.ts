@@ -7,7 +7,7 @@ import { EmbeddingFailedError, type EmbeddingService } from './embedder';
 import type { SearchConfig } from './search.config';
 import { loadHits, LT_HOLD, MARK_END, MARK_START, searchableVisionIds, textSearch, type TextHit } from './search.queries';
 import { SearchMode } from './search.types';
-import type { VectorStore } from './vector-store';
+import { byScore, type VectorStore } from './vector-store';
 
 export const MAX_QUERY_CHARS = 500;
 /** Reciprocal rank fusion's constant (Cormack et al.): ranks below ~60 weigh about the same. */
@@ -76,8 +76,6 @@ export function snippetOf(headline: string): { snippet: string; highlights: { st
   return { snippet, highlights };
 }
 
-const byScore = (a: { score: number; id: string }, b: { score: number; id: string }) =>
-  b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 
 /**
  * Search over the caller's messages (seed §4 "векторизация сообщений"): TEXT by PostgreSQL

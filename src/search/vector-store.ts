@@ -60,6 +60,11 @@ export function decodeFloat4Send(buf: Buffer): Float32Array {
   return out;
 }
 
+/** Best first; equal scores by id, newest (largest UUIDv7) first: one order for every ranking of this module. */
+export function byScore(a: { score: number; id: string }, b: { score: number; id: string }): number {
+  return b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let dot = 0;
   let na = 0;
@@ -145,7 +150,7 @@ export class Float4Store implements VectorStore {
       const score = cosine(q.vector, decodeFloat4Send(r.v));
       if (score >= q.minScore) scored.push({ messageId: r.messageid, score });
     }
-    scored.sort((a, b) => b.score - a.score || (a.messageId < b.messageId ? 1 : a.messageId > b.messageId ? -1 : 0));
+    scored.sort((a, b) => byScore({ score: a.score, id: a.messageId }, { score: b.score, id: b.messageId }));
     return scored.slice(0, q.limit);
   }
 }

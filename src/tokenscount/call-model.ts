@@ -3,13 +3,8 @@ import type { ChatCompletionMessageParam } from 'openai/resources/chat/completio
 import type { CompletionUsage } from 'openai/resources/completions';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
-import {
-  estimateCompletion,
-  estimatePrompt,
-  insertPendingCall,
-  settleCallWithRetry,
-  TokensCountWriteError,
-} from './call-rows';
+import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry } from './call-rows';
+import { callDeadline } from './call-deadline';
 import {
   classifyModelFailure,
   DeltaHandlerError,
@@ -103,29 +98,15 @@ export interface CallModelResult {
  */
 export async function callModelAndLogTokens(p: CallModelParams): Promise<CallModelResult> {
   const localPromptTokens = p.localPromptTokens ?? estimatePrompt(p.messages);
-  let tokensCountId: string;
-  try {
-    tokensCountId = await insertPendingCall(p.em, {
-      clientId: p.clientId,
-      clientType: p.clientType,
-      provider: p.provider,
-      model: p.model,
-      promptTokens: localPromptTokens,
-      meta: { ...p.meta, finish: 'pending', localPromptTokens },
-    });
-  } catch (err) {
-    throw new TokensCountWriteError(err);
-  }
-
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(p.signal?.reason);
-  if (p.signal?.aborted) ac.abort(p.signal.reason);
-  else p.signal?.addEventListener('abort', onAbort, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ac.abort(new Error('model call timed out'));
-  }, p.timeoutMs);
+  const tokensCountId = await beginCall(p.em, {
+    clientId: p.clientId,
+    clientType: p.clientType,
+    provider: p.provider,
+    model: p.model,
+    promptTokens: localPromptTokens,
+    meta: { ...p.meta, finish: 'pending', localPromptTokens },
+  });
+  const deadline = callDeadline(p.signal, p.timeoutMs, 'model call');
 
   let content = '';
   let usage: CompletionUsage | undefined;
@@ -143,7 +124,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
         // max_tokens, not max_completion_tokens: every OpenAI-compatible server (Ollama, vLLM) knows it
         ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
       },
-      { signal: ac.signal },
+      { signal: deadline.signal },
     );
     for await (const chunk of stream) {
       if (chunk.usage) usage = chunk.usage;
@@ -159,20 +140,19 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
         }
       }
     }
-    if (ac.signal.aborted) throw ac.signal.reason;
+    if (deadline.signal.aborted) throw deadline.signal.reason;
     if (!finishReason) throw new IncompleteStreamError();
   } catch (err) {
-    if (p.signal?.aborted && !timedOut) {
+    if (p.signal?.aborted && !deadline.timedOut) {
       finish = 'stopped';
     } else {
       finish = 'failed';
-      failure = classifyModelFailure(err, timedOut);
+      failure = classifyModelFailure(err, deadline.timedOut);
       error = err instanceof DeltaHandlerError ? err.cause : err;
     }
     finishReason = null;
   } finally {
-    clearTimeout(timer);
-    p.signal?.removeEventListener('abort', onAbort);
+    deadline.dispose();
   }
 
   const estimated = !usage;

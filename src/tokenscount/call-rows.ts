@@ -57,6 +57,15 @@ export async function insertPendingCall(sql: SqlRunner, row: PendingCallRow): Pr
   return String(r!.id);
 }
 
+/** {@link insertPendingCall} before a call: when the row cannot be written, {@link TokensCountWriteError} (the model is not called). */
+export async function beginCall(sql: SqlRunner, row: PendingCallRow): Promise<string> {
+  try {
+    return await insertPendingCall(sql, row);
+  } catch (err) {
+    throw new TokensCountWriteError(err);
+  }
+}
+
 export interface SettledCallRow {
   promptTokens: number;
   completionTokens: number;

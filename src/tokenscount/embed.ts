@@ -1,7 +1,8 @@
 import type { OpenAI } from 'openai';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
-import { estimateCompletion, insertPendingCall, settleCallWithRetry, TokensCountWriteError } from './call-rows';
+import { beginCall, estimateCompletion, settleCallWithRetry } from './call-rows';
+import { callDeadline } from './call-deadline';
 import { classifyModelFailure, type ModelFailureReason } from './model-failure';
 
 export interface EmbedParams {
@@ -43,34 +44,21 @@ export type EmbedResult =
  */
 export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   const estimate = p.input.reduce((n, t) => n + estimateCompletion(t), 0);
-  let tokensCountId: string;
-  try {
-    tokensCountId = await insertPendingCall(p.em, {
-      clientId: p.clientId,
-      clientType: p.clientType,
-      provider: p.provider,
-      model: p.model,
-      promptTokens: estimate,
-      meta: { ...p.meta, finish: 'pending', inputs: p.input.length },
-    });
-  } catch (err) {
-    throw new TokensCountWriteError(err);
-  }
-
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(p.signal?.reason);
-  p.signal?.addEventListener('abort', onAbort, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ac.abort(new Error('embeddings call timed out'));
-  }, p.timeoutMs);
+  const tokensCountId = await beginCall(p.em, {
+    clientId: p.clientId,
+    clientType: p.clientType,
+    provider: p.provider,
+    model: p.model,
+    promptTokens: estimate,
+    meta: { ...p.meta, finish: 'pending', inputs: p.input.length },
+  });
+  const deadline = callDeadline(p.signal, p.timeoutMs, 'embeddings call');
   let result: EmbedResult;
   let usage: { prompt_tokens: number; total_tokens: number } | undefined;
   try {
     const res = await p.client.embeddings.create(
       { model: p.model, input: p.input, encoding_format: 'float', ...(p.dimensions ? { dimensions: p.dimensions } : {}) },
-      { signal: ac.signal },
+      { signal: deadline.signal },
     );
     usage = res.usage;
     const vectors = [...res.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
@@ -81,11 +69,10 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   } catch (err) {
     const failure = (err as { badResponse?: boolean }).badResponse
       ? { reason: 'bad_response' as const, providerFault: true, status: undefined }
-      : classifyModelFailure(err, timedOut);
+      : classifyModelFailure(err, deadline.timedOut);
     result = { ok: false, reason: failure.reason, providerFault: failure.providerFault, status: failure.status, error: err, tokensCountId };
   } finally {
-    clearTimeout(timer);
-    p.signal?.removeEventListener('abort', onAbort);
+    deadline.dispose();
   }
 
   const prompt = usage?.prompt_tokens ?? estimate;
