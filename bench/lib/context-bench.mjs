@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { httpPost, median, summarize } from './load.mjs';
+import { planLines, rng } from './shared.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -60,18 +61,6 @@ const ASSISTANT = [
   'We can plan the long runs so that they grow by about ten percent a week, with an easier week every fourth.',
   'New shoes make sense once your current pair has around six hundred kilometres on it.',
 ];
-
-/** Deterministic pseudo-random numbers (mulberry32), so both visions get the same newest messages. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The message `j` places before the newest (j = 0 is the newest, an assistant reply). */
 function messageAt(j) {
@@ -156,20 +145,6 @@ async function capturePlanStatements(memory, pool, vision) {
   };
   await memory.plan(vision, runner);
   return statements;
-}
-
-/** One line per plan node: type, index, rows, rows filtered out, shared buffers. */
-function planLines(node, depth = 0, out = []) {
-  const bits = [node['Node Type']];
-  if (node['Scan Direction'] && node['Scan Direction'] !== 'Forward' && node['Node Type'].includes('Index')) bits[0] += ` ${node['Scan Direction']}`;
-  if (node['Index Name']) bits.push(`using ${node['Index Name']}`);
-  if (node['Index Cond']) bits.push(`cond ${node['Index Cond']}`);
-  bits.push(`rows ${node['Actual Rows']}`);
-  if (node['Rows Removed by Filter']) bits.push(`filtered ${node['Rows Removed by Filter']}`);
-  if (node['Shared Hit Blocks'] !== undefined) bits.push(`buffers ${node['Shared Hit Blocks'] + (node['Shared Read Blocks'] ?? 0)}`);
-  out.push(`${'  '.repeat(depth)}${bits.join(', ')}`);
-  for (const child of node.Plans ?? []) planLines(child, depth + 1, out);
-  return out;
 }
 
 async function explainPlan(memory, pool, vision) {
