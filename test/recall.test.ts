@@ -5,10 +5,10 @@
  * against a fake model with deterministic embeddings.
  */
 import { RECALL_HEADING } from '../src/memory/context';
-import { CreateVisionDocument, SendMessageDocument } from './generated/graphql';
+import { CreateVisionDocument, RetryReplyDocument, SendMessageDocument } from './generated/graphql';
 import { createScratchDatabase } from './support/db';
 import { startFakeOpenAI, type FakeOpenAI, type RecordedRequest } from './support/fake-openai';
-import { newUser, startTestServer, type TestServer } from './support/server';
+import { errorCode, newUser, startTestServer, type TestServer } from './support/server';
 import { waitUntil } from './support/wait';
 
 const CONTEXT = `query Ctx($id: ID!) { vision(id: $id) { context { budgetTokens totalTokens recalled { id content createdAt } window { id } } } }`;
@@ -143,6 +143,40 @@ describe('recall', () => {
     await fake.waitForRequests(1);
     expect(recalledOf(fake.requests.find(isChat)!)).toBeUndefined();
     await replyDone(v);
+  });
+
+  it('a reply cut mid-stream and retried recalls again from the stored embedding, with no second embeddings call', async () => {
+    const user = newUser('retry');
+    const p = await longPath(user);
+    fake.enqueue({ kind: 'cut', chunks: ['Half an ', 'answer'] });
+    const sent = await server.gql(SendMessageDocument, { input: { visionId: p.visionId, content: NEW_MESSAGE } }, { user });
+    // the message is kept; the failed reply is reported as such
+    expect(errorCode(sent)).toBe('LLM_FAILED');
+    await replyDone(p.visionId);
+    const [failed] = await server.sql<{ state: string }>(`select state from vision_messages where visionid = ? and sender = 'assistant' order by createdat desc limit 1`, [p.visionId]);
+    expect(failed!.state).toBe('failed');
+    expect(recalledOf(fake.requests.find(isChat)!)).toContain(RELEVANT);
+    // the user message's vector was stored (in the background) when the first reply started
+    await waitUntil('the new message embedded', async () => {
+      const r = await server.sql(`select 1 from vision_message_embeddings e join vision_messages m on m.id = e.messageid where m.visionid = ? and m.content = ?`, [p.visionId, NEW_MESSAGE]);
+      return r.length === 1;
+    }, 5000, 50);
+    const recallCalls = () => server.sql(`select 1 from tokenscount where clientid = ? and meta->>'for' = 'recall'`, [user]);
+    expect(await recallCalls()).toHaveLength(1);
+
+    fake.reset();
+    const retried = await server.gql(RetryReplyDocument, { visionId: p.visionId }, { user });
+    expect(retried.errors).toBeUndefined();
+    await fake.waitForRequests(1);
+    const recalled = recalledOf(fake.requests.find(isChat)!);
+    expect(recalled).toContain(`[${p.relevantAt}] Person: ${RELEVANT}`);
+    expect(recalled).not.toContain(IRRELEVANT);
+    await waitUntil('the retried reply', async () => {
+      const r = await server.sql<{ state: string }>(`select state from vision_messages where visionid = ? and sender = 'assistant' order by createdat desc limit 1`, [p.visionId]);
+      return r[0]?.state === 'complete';
+    }, 10_000, 50);
+    expect(await recallCalls()).toHaveLength(1);
+    expect(fake.embeddingRequests.filter((r) => JSON.stringify(r.body).includes('испугался'))).toHaveLength(0);
   });
 
   it('with the embeddings endpoint down the reply goes on without recall, and the failed call is metered', async () => {

@@ -136,14 +136,17 @@ describe('TEXT search', () => {
     expect(hits.find((h) => h.message.content !== long)!.snippet).toContain('<b>новые</b>');
   });
 
-  it('only COMPLETE and STOPPED user and assistant messages of the caller; DELETED visions only when named', async () => {
+  it('only COMPLETE and STOPPED user and assistant messages of the caller; FROZEN visions too, DELETED ones only when named', async () => {
     const user = newUser('own');
     const other = newUser('other');
     const v = await createVision(user);
     const gone = await createVision(user, 'Старая визия');
+    const frozen = await createVision(user, 'Замороженная визия');
     const foreign = await createVision(other);
     await seed(v, ['Моя собака Барни любит гулять']);
     await seed(gone, ['Барни в старой визии']);
+    await seed(frozen, ['Барни в замороженной визии']);
+    await server.gql(SetVisionStatusDocument, { id: frozen, status: 'FROZEN' }, { user });
     await seed(foreign, ['Барни чужого человека']);
     await server.sql(
       `insert into vision_messages (id, visionid, sender, messagetype, content, state, createdat) values
@@ -153,7 +156,8 @@ describe('TEXT search', () => {
       [v, v, v],
     );
     await server.gql(SetVisionStatusDocument, { id: gone, status: 'DELETED' }, { user });
-    expect(contents(await hitsOf(user, 'Барни', { mode: 'TEXT' }))).toEqual(['Моя собака Барни любит гулять']);
+    // FROZEN visions are searched (read-only, not gone); DELETED ones are not
+    expect(contents(await hitsOf(user, 'Барни', { mode: 'TEXT' })).sort()).toEqual(['Барни в замороженной визии', 'Моя собака Барни любит гулять']);
     expect(contents(await hitsOf(user, 'Барни', { mode: 'TEXT', visionId: gone }))).toEqual(['Барни в старой визии']);
     const foreignSearch = await search(user, 'Барни', { visionId: foreign, mode: 'TEXT' });
     expect(errorCode(foreignSearch)).toBe('NOT_FOUND');

@@ -179,7 +179,7 @@ export class DialogService {
       throw err;
     }
     this.events.message(turn.user);
-    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply));
+    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true }));
   }
 
   async retryReply(userId: string, visionIdRaw: string): Promise<DialogPair> {
@@ -200,7 +200,7 @@ export class DialogService {
         return { title, user, reply };
       }),
     );
-    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply));
+    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: false }));
   }
 
   /** Stops the reply being generated for the caller's vision; false when none was running. */

@@ -89,7 +89,11 @@ export class ReplyRunner {
     this.closing.abort();
   }
 
-  launch(title: string, userId: string, user: VisionMessage, reply: VisionMessage): RunningReply {
+  /**
+   * Starts a reply to `user`. `newMessage`: the user message was stored by this turn (sendMessage),
+   * so it has no embedding yet and recall asks for one at once; a retry answers a stored one.
+   */
+  launch(title: string, userId: string, user: VisionMessage, reply: VisionMessage, opts: { newMessage: boolean }): RunningReply {
     const run: RunningReply = {
       visionId: reply.visionId,
       replyId: reply.id,
@@ -98,14 +102,14 @@ export class ReplyRunner {
       done: undefined as unknown as Promise<VisionMessage>,
     };
     this.running.set(run.visionId, run);
-    run.done = this.generate(run, title, userId, user, reply).finally(() => {
+    run.done = this.generate(run, title, userId, opts.newMessage ? user : undefined, reply).finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     return run;
   }
 
   /** Generates one reply; never rejects: every outcome ends in a stored final state and its events. */
-  private async generate(run: RunningReply, title: string, userId: string, user: VisionMessage, reply: VisionMessage): Promise<VisionMessage> {
+  private async generate(run: RunningReply, title: string, userId: string, newMessage: VisionMessage | undefined, reply: VisionMessage): Promise<VisionMessage> {
     const { config, llm, logger, events, sql } = this.deps;
     let content = '';
     let saved = '';
@@ -135,7 +139,7 @@ export class ReplyRunner {
     let plan: ModelContextPlan | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: user }));
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
