@@ -3,6 +3,7 @@ import { Migration20261124000000_init } from './Migration20261124000000_init';
 import { Migration20261126000000_tokenscount_state } from './Migration20261126000000_tokenscount_state';
 import { Migration20261127000000_memory } from './Migration20261127000000_memory';
 import { Migration20261128000000_search } from './Migration20261128000000_search';
+import { Migration20261129000000_files } from './Migration20261129000000_files';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -14,4 +15,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126000000_tokenscount_state', class: Migration20261126000000_tokenscount_state },
   { name: 'Migration20261127000000_memory', class: Migration20261127000000_memory },
   { name: 'Migration20261128000000_search', class: Migration20261128000000_search },
+  { name: 'Migration20261129000000_files', class: Migration20261129000000_files },
 ];

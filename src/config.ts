@@ -4,6 +4,7 @@
  * README.md's configuration table mirrors this file.
  */
 import { bool, ConfigError, int, str, timeZone, url, type Env } from './config.env';
+import { loadFilesConfig, type FilesConfig } from './files/files.config';
 import { loadSearchConfig, type SearchConfig } from './search/search.config';
 
 export { ConfigError } from './config.env';
@@ -68,6 +69,7 @@ export interface Config {
   dialog: DialogConfig;
   memory: MemoryConfig;
   search: SearchConfig;
+  files: FilesConfig;
   jobs: JobsConfig;
   limits: LimitsConfig;
   graphql: {
@@ -265,6 +267,7 @@ export function loadConfig(env: Env): Config {
     },
     memory: { budgetTokens, replyReserveTokens, summaryMaxTokens, summaries: bool(env, 'SUMMARIES', true) },
     search: loadSearchConfig(env),
+    files: loadFilesConfig(env, production),
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

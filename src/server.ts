@@ -19,6 +19,8 @@ import { startOfflineResponder, type OfflineResponder } from './llm/offline-resp
 import { JobQueue } from './jobs/queue';
 import { MemoryService } from './memory/memory.service';
 import { createSearch, type SearchModule } from './search/search.module';
+import { createFiles, type FilesModule } from './files/files.module';
+import { DocumentTool } from './files/document-tool';
 import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
@@ -32,6 +34,7 @@ export interface AppServer {
   dialog: DialogService;
   memory: MemoryService;
   search: SearchModule;
+  files: FilesModule;
   jobs: JobQueue;
   pubsub: AppPubSub;
   /**
@@ -96,7 +99,11 @@ export async function startServer(opts: {
   // embeddings (jobs), recall into the context, search
   const search = await createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
   memory.useSearch(search);
-  const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, logger });
+  // storage driver (local directory or S3), signed download links
+  const files = await createFiles({ sql: poolRunner(db.orm.em), config, logger });
+  files.useJobs(jobs);
+  const documents = new DocumentTool({ sql: poolRunner(db.orm.em), storage: files.storage, maxBytes: config.files.maxFileBytes, enabled: config.files.documentTool });
+  const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, documents, logger });
   await dialog.start();
   await jobs.start();
   // messages stored before embeddings existed (or under another EMBEDDING_MODEL) are embedded in the background
@@ -121,6 +128,7 @@ export async function startServer(opts: {
     dialog,
     memory,
     search: search.service,
+    files,
     pubsub,
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
@@ -147,6 +155,7 @@ export async function startServer(opts: {
     },
   });
 
+  files.registerRoutes(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   let stopping: Promise<void> | undefined;
   app.get('/readyz', async (_req, reply) => {
@@ -170,6 +179,7 @@ export async function startServer(opts: {
 
   const addr = app.server.address() as AddressInfo;
   const url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  files.setBaseUrl(url);
   logger.info({ url: `${url}/graphql` }, 'GraphQL server listening (HTTP and WebSocket on /graphql)');
 
   return {
@@ -179,6 +189,7 @@ export async function startServer(opts: {
     dialog,
     memory,
     search,
+    files,
     jobs,
     pubsub,
     stop(graceMs = 0) {
@@ -213,6 +224,7 @@ export async function startServer(opts: {
         }
         step('HTTP drained');
         await offline?.close();
+        await files.close();
         breaker.shutdown();
         await backend.close();
       })();

@@ -26,7 +26,7 @@ describe('migrations', () => {
   it('go up from an empty database to the seed tables with their constraints and indexes', async () => {
     expect(await tables()).toEqual([]);
     expect(await migrateUp(orm)).toEqual(ALL);
-    expect(await tables()).toEqual(['files', 'tokenscount', 'vision_message_embeddings', 'vision_message_vectors', 'vision_messages', 'vision_summaries', 'visions']);
+    expect(await tables()).toEqual(['file_uploads', 'files', 'tokenscount', 'vision_message_embeddings', 'vision_message_vectors', 'vision_messages', 'vision_summaries', 'visions']);
     const cols = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string }>(
       `select table_name, column_name, data_type, is_nullable from information_schema.columns where table_schema = 'public' and table_name in ('visions', 'tokenscount') order by table_name, ordinal_position`,
     );
@@ -93,7 +93,7 @@ describe('migrations', () => {
     expect(await migrateDown(orm, { to: 0 })).toEqual([...ALL].reverse());
     expect(await tables()).toEqual([]);
     expect(await migrateUp(orm)).toEqual(ALL);
-    expect(await tables()).toHaveLength(7);
+    expect(await tables()).toHaveLength(8);
     expect(await migrateUp(orm)).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
+import type { FilesModule } from '../files/files.module';
 import type { MemoryService } from '../memory/memory.service';
 import type { SearchService } from '../search/search.service';
 import type { DialogService } from '../vision/dialog.service';
@@ -31,6 +32,7 @@ export interface GraphQLContext {
   dialog: DialogService;
   memory: MemoryService;
   search: SearchService;
+  files: FilesModule;
   pubsub: AppPubSub;
   /** Notes for the client beside the data, sent as `extensions.warnings` (e.g. a search answered by TEXT). */
   warnings?: { code: string; message: string }[];
@@ -81,6 +83,9 @@ export class OperationContext implements GraphQLContext {
   }
   get search(): SearchService {
     return this.services.search;
+  }
+  get files(): FilesModule {
+    return this.services.files;
   }
   get pubsub(): AppPubSub {
     return this.services.pubsub;

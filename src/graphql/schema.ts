@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
 import { buildSchema, type AuthChecker } from 'type-graphql';
+import { ExportResolver } from '../files/export.resolver';
+import { FileResolver } from '../files/file.resolver';
 import { MemoryResolver } from '../memory/memory.resolver';
 import { SearchResolver } from '../search/search.resolver';
 import { TokensCountResolver } from '../tokenscount/tokenscount.resolver';
@@ -13,7 +15,7 @@ import { createPubSub } from '@graphql-yoga/subscription';
 /** Every root field needs an identity; introspection does not. */
 const authChecker: AuthChecker<GraphQLContext> = ({ context }) => context.user !== null;
 
-export const resolvers = [VisionResolver, VisionMessageResolver, DialogResolver, TokensCountResolver, MemoryResolver, SearchResolver] as const;
+export const resolvers = [VisionResolver, VisionMessageResolver, DialogResolver, TokensCountResolver, MemoryResolver, SearchResolver, FileResolver, ExportResolver] as const;
 
 /**
  * Subscriptions subscribe through the context's pub/sub (ownership is checked first), so the

@@ -11,6 +11,7 @@ export class File {
   @PrimaryKey({ type: 'uuid' })
   id: string = uuidv7();
 
+  @Field(() => ID, { nullable: true, description: 'v2.' })
   @Property({ type: 'uuid', fieldName: 'visionid', nullable: true })
   visionId?: string | null;
 

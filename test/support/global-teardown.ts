@@ -1,7 +1,10 @@
+import { rm } from 'node:fs/promises';
 import { Client } from 'pg';
 import type { EmbeddedPostgresHandle } from '../../src/db/embedded';
+import { testFileDir } from './server';
 
 export default async function globalTeardown(): Promise<void> {
+  await rm(testFileDir(), { recursive: true, force: true });
   const g = globalThis as Record<string, unknown>;
   const embedded = g.__VP_EMBEDDED__ as EmbeddedPostgresHandle | undefined;
   if (embedded) {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { findFreePort } from '../../src/db/embedded';
+import { testFileDir } from './server';
 
 export const ENTRY = resolve(__dirname, '../../dist/src/index.js');
 
@@ -25,7 +26,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
   const base: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' };
   const proc = spawn(process.execPath, [ENTRY], {
     // embedding jobs add metered rows in the background (as in startTestServer, search tests turn them on)
-    env: { ...base, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', EMBEDDINGS: 'false', ...env },
+    env: { ...base, NODE_ENV: 'development', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', EMBEDDINGS: 'false', FILE_DIR: testFileDir(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];

@@ -1,5 +1,7 @@
 import { print } from 'graphql';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { openDatabaseFor, type Database } from '../../src/db/database';
@@ -49,6 +51,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     RATE_LIMIT_SENDS_PER_MINUTE: '0',
     // embedding jobs add metered rows in the background; tests of search and recall turn them on
     EMBEDDINGS: 'false',
+    // files of test servers stay out of the developer's .data/files
+    FILE_DIR: testFileDir(),
     ...env,
   });
   const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
@@ -67,6 +71,11 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       await db.close();
     },
   };
+}
+
+/** One directory for the files of this run's test servers (removed by the global teardown). */
+export function testFileDir(): string {
+  return join(tmpdir(), `vp-test-files-${process.pid}`);
 }
 
 export async function postGraphQL<T>(url: string, query: string, variables?: unknown, auth: Auth = {}): Promise<GqlResult<T>> {
