@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { countTokens, decode, encode, encodeChat } from 'gpt-tokenizer';
+import { offlineDocumentArguments, wantsOfflineDocument } from './offline-document';
 import { offlineEmbedding, offlineEmbeddingTokens } from './offline-embeddings';
 
 /**
@@ -100,6 +101,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const messages: ChatMessage[] = Array.isArray(body.messages) ? body.messages : [];
   const first = messages[0];
   const summary = first?.role === 'system' && typeof first.content === 'string' && first.content.startsWith(SUMMARY_PROMPT_MARKER);
+  if (!summary && body.stream && wantsOfflineDocument(body)) return streamToolCall(res, body, messages);
   let text = summary ? offlineSummary(messages) : offlineReply(messages);
   let finish = 'stop';
   const maxTokens = Number(body.max_tokens ?? body.max_completion_tokens ?? 0);
@@ -127,6 +129,25 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   );
   send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: finish }] });
   if (body.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
+  res.end('data: [DONE]\n\n');
+}
+
+/** Streams a `create_document` call, its arguments in pieces as a real model sends them. */
+function streamToolCall(res: ServerResponse, body: Record<string, any>, messages: ChatMessage[]): void {
+  const args = offlineDocumentArguments(messages);
+  const id = `chatcmpl-offline-${Date.now().toString(36)}`;
+  const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: String(body.model ?? 'offline') };
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+  const call = { index: 0, id: `call_offline_${id.slice(-8)}`, type: 'function', function: { name: 'create_document', arguments: '' } };
+  send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [call] }, finish_reason: null }] });
+  for (const piece of args.match(/[\s\S]{1,40}/g) ?? []) {
+    send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, finish_reason: null }] });
+  }
+  send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+  const prompt = promptTokens(messages);
+  const completion = countTokens(args);
+  if (body.stream_options?.include_usage) send({ ...base, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
   res.end('data: [DONE]\n\n');
 }
 

@@ -2,6 +2,7 @@ import type { ChatCompletionMessageParam } from 'openai/resources/chat/completio
 import type { SqlRunner } from '../db/sql';
 import type { Tokenizer } from '../llm/tokenizer';
 import { VisionMessage } from '../vision/message.entity';
+import { MessageType } from '../vision/vision.enums';
 import { findLatestSummary, findWindowCandidates, storeMessageTokens } from './memory.queries';
 import type { VisionSummary } from './summary.entity';
 
@@ -126,7 +127,7 @@ export async function planContext(
   const messages: ChatCompletionMessageParam[] = [{ role: 'system', content: system }];
   if (summary) messages.push({ role: 'system', content: summaryMessage(summary) });
   if (recalled.length) messages.push({ role: 'system', content: recalledMessage(recalled) });
-  for (const m of window) messages.push({ role: m.sender === 'user' ? 'user' : 'assistant', content: m.content });
+  for (const m of window) messages.push({ role: m.sender === 'user' ? 'user' : 'assistant', content: withFileNote(m) });
   return {
     budgetTokens: rules.budgetTokens,
     totalTokens: total,
@@ -136,4 +137,10 @@ export async function planContext(
     messages,
     outside: candidates.length > window.length,
   };
+}
+
+/** A document the coach made is shown to the model by its name (its content is not resent). */
+function withFileNote(m: VisionMessage): string {
+  const name = m.type === MessageType.FILE_RESULT ? m.payload?.filename : undefined;
+  return typeof name === 'string' ? `${m.content}\n\n[document attached: ${name}]` : m.content;
 }

@@ -44,8 +44,8 @@ export class Recall {
    * Embeds a message just stored (it has no embedding yet) for recall, metered; the vector is
    * stored in the background. Never rejects: null when the call failed (the reply goes on).
    */
-  embedNew(userId: string, m: VisionMessage): Promise<number[] | null> {
-    return this.deps.embeddings.embedMessage(userId, m, { background: true }).catch((err: unknown) => {
+  embedNew(userId: string, m: { id: string; visionId: string; content: string }, stored?: Promise<boolean>): Promise<number[] | null> {
+    return this.deps.embeddings.embedMessage(userId, m, { background: true, stored }).catch((err: unknown) => {
       this.deps.logger.warn({ err, visionId: m.visionId }, 'recall skipped: the latest message could not be embedded');
       return null;
     });

@@ -1,5 +1,5 @@
 import type { OpenAI } from 'openai';
-import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
@@ -39,6 +39,11 @@ export interface CallModelParams {
   timeoutMs: number;
   /** Each piece of content as it arrives, in order; awaited before the next one. */
   onDelta?: (delta: string) => void | Promise<void>;
+  /**
+   * Function tools offered to the model (one call at a time: `parallel_tool_calls` false). The
+   * calls it makes come back whole in {@link CallModelResult.toolCalls}; running them is the caller's.
+   */
+  tools?: ChatCompletionTool[];
   /** The longest answer the model may give (`max_tokens`); unset: the model's own limit. */
   maxTokens?: number;
   /**
@@ -57,8 +62,17 @@ export interface CallModelParams {
   logger?: Pick<Logger, 'warn' | 'error'>;
 }
 
+/** A function call the model made, its arguments as the raw text it streamed (JSON, unchecked). */
+export interface ModelToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
 export interface CallModelResult {
   content: string;
+  /** Function calls of a `complete` call, in order (empty when it made none or the call did not complete). */
+  toolCalls: ModelToolCall[];
   finish: ModelFinish;
   /** Set when `finish` is failed. */
   reason?: ModelFailureReason;
@@ -109,6 +123,8 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
   const deadline = callDeadline(p.signal, p.timeoutMs, 'model call');
 
   let content = '';
+  // streamed by index: the first piece has the id and name, the arguments arrive in pieces
+  const calls: ModelToolCall[] = [];
   let usage: CompletionUsage | undefined;
   let finishReason: FinishReason | null = null;
   let finish: ModelFinish = 'complete';
@@ -123,6 +139,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
         stream_options: { include_usage: true },
         // max_tokens, not max_completion_tokens: every OpenAI-compatible server (Ollama, vLLM) knows it
         ...(p.maxTokens ? { max_tokens: p.maxTokens } : {}),
+        ...(p.tools?.length ? { tools: p.tools, parallel_tool_calls: false } : {}),
       },
       { signal: deadline.signal },
     );
@@ -130,6 +147,12 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
       if (chunk.usage) usage = chunk.usage;
       const choice = chunk.choices?.[0];
       if (choice?.finish_reason) finishReason = choice.finish_reason;
+      for (const t of choice?.delta?.tool_calls ?? []) {
+        const call = (calls[t.index ?? 0] ??= { id: '', name: '', arguments: '' });
+        if (t.id) call.id = t.id;
+        if (t.function?.name) call.name = t.function.name;
+        if (t.function?.arguments) call.arguments += t.function.arguments;
+      }
       const delta = choice?.delta?.content;
       if (delta) {
         content += delta;
@@ -157,7 +180,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
 
   const estimated = !usage;
   const promptTokens = usage?.prompt_tokens ?? localPromptTokens;
-  const completionTokens = usage?.completion_tokens ?? estimateCompletion(content);
+  const completionTokens = usage?.completion_tokens ?? estimateCompletion(content + calls.map((c) => c.name + c.arguments).join(''));
   const totalTokens = usage?.total_tokens ?? promptTokens + completionTokens;
   const settled = await settleCallWithRetry(
     p.em,
@@ -181,6 +204,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
   );
   return {
     content,
+    toolCalls: finish === 'complete' ? calls.filter(Boolean) : [],
     finish,
     reason: failure?.reason,
     providerFault: failure?.providerFault,

@@ -3,7 +3,7 @@ import { queryRows, type SqlOn } from '../db/sql';
 import { AppError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import type { HistoryItem } from '../llm/history';
 import { VisionMessage, MESSAGE_COLUMNS, messageColumns } from './message.entity';
-import { MessageState, VisionStatus } from './vision.enums';
+import { MessageState, MessageType, VisionStatus } from './vision.enums';
 
 /**
  * The statements of the dialog step, each a named function over raw SQL. Every time comes from
@@ -42,6 +42,8 @@ export async function lockActiveVision(on: SqlOn, visionId: string, userId: stri
 export async function insertMessage(
   on: SqlOn,
   m: {
+    /** Made by the caller when it needs the id before the insert (recall's early embedding). */
+    id?: string;
     visionId: string;
     sender: string;
     content: string;
@@ -56,7 +58,7 @@ export async function insertMessage(
     on,
     `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, tokens, heartbeatat, createdat)
      values (?, ?, ?, 'text', ?, ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning ${MESSAGE_COLUMNS}`,
-    [uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
+    [m.id ?? uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
   );
   return VisionMessage.fromRow(row!);
 }
@@ -138,12 +140,22 @@ export async function saveReplyProgress(on: SqlOn, replyId: string, content: str
  */
 export async function storeReplyFinal(
   on: SqlOn,
-  r: { replyId: string; visionId: string; state: MessageState; content: string; tokens: number; payload: Record<string, unknown> | null },
+  r: {
+    replyId: string;
+    visionId: string;
+    state: MessageState;
+    content: string;
+    tokens: number;
+    payload: Record<string, unknown> | null;
+    /** Set for a reply that became another type (`file_result`); unset: the type stays. */
+    type?: MessageType;
+  },
 ): Promise<VisionMessage> {
   const payload = r.payload && JSON.stringify(r.payload);
   const [row] = await queryRows(
     on,
     `update vision_messages set
+       messagetype = coalesce(?, messagetype),
        content = ?,
        tokens = ?,
        state = case when state = 'streaming' then ? else state end,
@@ -151,7 +163,7 @@ export async function storeReplyFinal(
        heartbeatat = null
      where id = ? and state in ('streaming', 'stopped')
      returning ${MESSAGE_COLUMNS}`,
-    [r.content, r.tokens, r.state, payload, payload, r.replyId],
+    [r.type ?? null, r.content, r.tokens, r.state, payload, payload, r.replyId],
   );
   await queryRows(on, `update visions set updatedat = greatest(now(), updatedat) where id = ?`, [r.visionId]);
   if (row) return VisionMessage.fromRow(row);

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { inTransaction, poolRunner, type SqlRunner } from '../db/sql';
@@ -8,6 +9,7 @@ import { parseId } from '../graphql/relay';
 import type { Logger } from '../logger';
 import type { ModelBreaker } from '../llm/breaker';
 import type { RateLimits } from '../graphql/rate-limits';
+import type { DocumentTool } from '../files/document-tool';
 import type { MemoryService } from '../memory/memory.service';
 import { settlePendingCall, type ModelFailureReason } from '../tokenscount/call-model';
 import {
@@ -47,6 +49,8 @@ export interface DialogDeps {
   breaker: ModelBreaker;
   /** What each request to the model carries (budget, summary, window), and the summary's next steps. */
   memory: MemoryService;
+  /** The `create_document` tool (files/). */
+  documents: DocumentTool;
   /** Per-user send limit; checked before anything is stored. */
   limits?: Pick<RateLimits, 'consumeSend'>;
   logger: Logger;
@@ -153,12 +157,20 @@ export class DialogService {
     }
 
     let turn: { title: string; user: VisionMessage; reply: VisionMessage };
+    const messageId = uuidv7();
+    let committed!: (ok: boolean) => void;
+    const stored = new Promise<boolean>((resolve) => (committed = resolve));
+    let vector: Promise<number[] | null> | undefined;
     try {
       // ownership, status and the row lock are one statement (NOT_FOUND, VISION_NOT_ACTIVE)
       turn = await this.withStaleRecovery(visionId, () =>
         inTransaction(this.sql, async (tx) => {
           const { title } = await lockActiveVision(tx, visionId, userId);
+          // recall's embedding of the message starts now, beside the insert and the commit (not
+          // when a reply of this process streams here: that send is refused as VISION_BUSY)
+          if (!vector && !this.runner.get(visionId)) vector = this.deps.memory.embedForRecall(userId, { id: messageId, visionId, content }, stored);
           const user = await insertMessage(tx, {
+            id: messageId,
             visionId,
             sender: 'user',
             content,
@@ -170,7 +182,9 @@ export class DialogService {
           return { title, user, reply };
         }),
       );
+      committed(true);
     } catch (err) {
+      committed(false);
       if (key && constraintOf(err) === CLIENT_KEY) {
         // the same key arrived at the same moment: the first request owns the turn
         const existing = await findUserMessageByKey(this.sql, { visionId, userId, key });
@@ -179,7 +193,7 @@ export class DialogService {
       throw err;
     }
     this.events.message(turn.user);
-    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true }));
+    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true, latestVector: vector }));
   }
 
   async retryReply(userId: string, visionIdRaw: string): Promise<DialogPair> {

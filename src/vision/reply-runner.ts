@@ -1,14 +1,16 @@
 import type { OpenAI } from 'openai';
 import type { Config } from '../config';
-import { inTransaction, type SqlRunner } from '../db/sql';
+import type { SqlRunner } from '../db/sql';
+import type { DocumentTool, StoredDocument } from '../files/document-tool';
 import type { Logger } from '../logger';
 import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
 import { callModelAndLogTokens, isProviderFault, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import type { ModelContextPlan } from '../memory/context';
 import type { MemoryService } from '../memory/memory.service';
-import { saveReplyProgress, storeReplyFinal } from './dialog.queries';
+import { saveReplyProgress } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
+import { storeFinalReply, type ReplyFinal } from './reply-store';
 import { MessageState } from './vision.enums';
 
 /** Why a reply was stopped: a person, a status change, or the server going down. */
@@ -44,6 +46,8 @@ export class ReplyRunner {
       llm: { client: OpenAI; model: string; provider: string };
       breaker: ModelBreaker;
       memory: MemoryService;
+      /** `create_document`: offered with every reply, carried out when the model calls it (files/). */
+      documents: DocumentTool;
       events: ReplyEvents;
       logger: Logger;
     },
@@ -93,7 +97,13 @@ export class ReplyRunner {
    * Starts a reply to `user`. `newMessage`: the user message was stored by this turn (sendMessage),
    * so it has no embedding yet and recall asks for one at once; a retry answers a stored one.
    */
-  launch(title: string, userId: string, user: VisionMessage, reply: VisionMessage, opts: { newMessage: boolean }): RunningReply {
+  launch(
+    title: string,
+    userId: string,
+    user: VisionMessage,
+    reply: VisionMessage,
+    opts: { newMessage: boolean; /** Its embedding, asked for while it was stored. */ latestVector?: Promise<number[] | null> },
+  ): RunningReply {
     const run: RunningReply = {
       visionId: reply.visionId,
       replyId: reply.id,
@@ -102,14 +112,20 @@ export class ReplyRunner {
       done: undefined as unknown as Promise<VisionMessage>,
     };
     this.running.set(run.visionId, run);
-    run.done = this.generate(run, title, userId, opts.newMessage ? user : undefined, reply).finally(() => {
+    run.done = this.generate(run, title, userId, opts.newMessage ? { message: user, vector: opts.latestVector } : undefined, reply).finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     return run;
   }
 
   /** Generates one reply; never rejects: every outcome ends in a stored final state and its events. */
-  private async generate(run: RunningReply, title: string, userId: string, newMessage: VisionMessage | undefined, reply: VisionMessage): Promise<VisionMessage> {
+  private async generate(
+    run: RunningReply,
+    title: string,
+    userId: string,
+    newMessage: { message: VisionMessage; vector?: Promise<number[] | null> } | undefined,
+    reply: VisionMessage,
+  ): Promise<VisionMessage> {
     const { config, llm, logger, events, sql } = this.deps;
     let content = '';
     let saved = '';
@@ -139,7 +155,7 @@ export class ReplyRunner {
     let plan: ModelContextPlan | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage }));
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage?.message, latestVector: newMessage?.vector }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
@@ -150,6 +166,7 @@ export class ReplyRunner {
             provider: llm.provider,
             model: llm.model,
             messages: context.messages,
+            tools: this.deps.documents.tools,
             localPromptTokens: context.totalTokens,
             meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id, purpose: 'reply' },
             signal: run.abort.signal,
@@ -182,10 +199,27 @@ export class ReplyRunner {
     }
     await saving;
 
+    let text = result?.content ?? content;
+    const textBeforeCaption = text;
+    let document: StoredDocument | undefined;
+    if (!failure && result?.finish === 'complete' && result.toolCalls.length) {
+      // the model called create_document: the document is stored now, its row with the reply
+      const made = await this.deps.documents.make(result.toolCalls);
+      if (made.ok) {
+        document = made.document;
+        const delta = (text ? '\n\n' : '') + made.caption;
+        text += delta;
+        events.delta({ visionId: reply.visionId, replyId: reply.id, seq: ++seq, delta, done: false, state: MessageState.STREAMING });
+      } else {
+        failure = made.reason;
+        logger.warn({ visionId: reply.visionId, replyId: reply.id, reason: made.reason, err: made.error.message }, 'the document tool call was not carried out');
+      }
+    }
+
     const state = failure ? MessageState.FAILED : result?.finish === 'stopped' ? MessageState.STOPPED : MessageState.COMPLETE;
     const cut = result?.finish === 'complete' && (result.finishReason === 'length' || result.finishReason === 'content_filter');
     const payload = failure ? { error: { reason: failure } } : cut ? { finishReason: result!.finishReason } : null;
-    const final = await this.storeFinal(reply, state, result?.content ?? content, payload);
+    const final = await this.storeFinal({ reply, state, content: text, payload, document, contentWithoutCaption: textBeforeCaption });
     if (final) events.ended(final, seq + 1);
     if (final && plan && final.state !== MessageState.FAILED) {
       await this.deps.memory.afterReply(reply.visionId, plan).catch((err) => logger.warn({ err, visionId: reply.visionId }, 'queueing a summary step failed'));
@@ -194,30 +228,9 @@ export class ReplyRunner {
     return final ?? reply;
   }
 
-  /**
-   * Writes the final state, retrying while the database is unreachable, so a live process never
-   * leaves a reply STREAMING. Gives up (null) only when the server is shutting down: the next
-   * start's sweeper closes the reply then.
-   */
-  private async storeFinal(
-    reply: VisionMessage,
-    state: MessageState,
-    content: string,
-    payload: Record<string, unknown> | null,
-  ): Promise<VisionMessage | null> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await inTransaction(this.deps.sql, (tx) =>
-          storeReplyFinal(tx, { replyId: reply.id, visionId: reply.visionId, state, content, tokens: this.deps.memory.count(content), payload }),
-        );
-      } catch (err) {
-        if (this.closing.signal.aborted && attempt >= 3) {
-          this.deps.logger.error({ err, replyId: reply.id }, 'storing the final reply failed; the next start closes it');
-          return null;
-        }
-        this.deps.logger.warn({ err, replyId: reply.id, attempt }, 'storing the final reply failed; retrying');
-        await sleep(Math.min(5000, 100 * 2 ** attempt));
-      }
-    }
+  /** Writes the final state (and attaches a document); see {@link storeFinalReply}. */
+  private storeFinal(f: ReplyFinal): Promise<VisionMessage | null> {
+    const { sql, logger, memory, documents } = this.deps;
+    return storeFinalReply({ sql, logger, count: (t) => memory.count(t), removeDocument: (doc) => documents.remove(doc), closing: this.closing.signal }, f);
   }
 }

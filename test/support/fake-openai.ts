@@ -36,6 +36,12 @@ export type Behaviour =
       hold?: Promise<void>;
       finishReason?: 'stop' | 'length' | 'content_filter' | 'tool_calls' | null;
       done?: boolean;
+      /**
+       * After the content chunks, a function call streamed as a model does: the first piece
+       * names it, the arguments follow in these pieces (`chunkDelayMs` apart; with no content
+       * chunks, `hold` applies after the first piece). The finish reason then defaults to `tool_calls`.
+       */
+      toolCall?: { name?: string; id?: string; argumentChunks: string[] };
     }
   /**
    * An HTTP error (e.g. 429 with `{ 'retry-after': '1' }`, 500, 503). `body` defaults to an
@@ -367,9 +373,20 @@ class FakeOpenAIServer implements FakeOpenAI {
       void write(res, event(contentChunk(ctx, b.chunks[i], i === 0)));
       if (i === 0 && b.hold) await Promise.race([b.hold, this.closedPromise]);
     }
+    if (b.toolCall) {
+      const t = b.toolCall;
+      const head = { index: 0, id: t.id ?? `call_fake_${ctx.id.slice(-4)}`, type: 'function', function: { name: t.name ?? 'create_document', arguments: '' } };
+      void write(res, event({ ...chunkBase(ctx), choices: [{ index: 0, delta: { ...(b.chunks.length ? {} : { role: 'assistant', content: null }), tool_calls: [head] }, logprobs: null, finish_reason: null }] }));
+      for (let i = 0; i < t.argumentChunks.length; i++) {
+        if (i > 0 || b.chunks.length > 0) await this.sleep(b.chunkDelayMs);
+        if (!writable(res)) return;
+        void write(res, event({ ...chunkBase(ctx), choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: t.argumentChunks[i] } }] }, logprobs: null, finish_reason: null }] }));
+        if (i === 0 && b.chunks.length === 0 && b.hold) await Promise.race([b.hold, this.closedPromise]);
+      }
+    }
     if (b.chunks.length === 0 && b.hold) await Promise.race([b.hold, this.closedPromise]);
     if (!writable(res)) return;
-    const finishReason = b.finishReason === undefined ? 'stop' : b.finishReason;
+    const finishReason = b.finishReason === undefined ? (b.toolCall ? 'tool_calls' : 'stop') : b.finishReason;
     if (finishReason !== null) void write(res, event({ ...chunkBase(ctx), choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }] }));
     const usage = usageOf(b);
     if (ctx.includeUsage && usage !== null) void write(res, event({ ...chunkBase(ctx), choices: [], usage }));
