@@ -23,7 +23,7 @@
 import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
@@ -178,6 +178,9 @@ async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP
       PORT: String(port),
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
+      // production needs a link secret with local files; the bench's files stay out of .data/files
+      FILE_URL_SECRET: 'bench-file-url-secret-0123456789abcdef',
+      FILE_DIR: join(tmpdir(), `vp-bench-files-${process.pid}`),
       DATABASE_URL: db.url,
       DB_POOL_MAX: '10',
       AUTH_JWT_SECRET: secret,

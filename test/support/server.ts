@@ -53,6 +53,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     EMBEDDINGS: 'false',
     // files of test servers stay out of the developer's .data/files
     FILE_DIR: testFileDir(),
+    // NODE_ENV=production (some suites) needs one with local files
+    FILE_URL_SECRET: 'test-file-url-secret-0123456789abcdef',
     ...env,
   });
   const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
