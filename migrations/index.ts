@@ -4,6 +4,7 @@ import { Migration20261126000000_tokenscount_state } from './Migration2026112600
 import { Migration20261127000000_memory } from './Migration20261127000000_memory';
 import { Migration20261128000000_search } from './Migration20261128000000_search';
 import { Migration20261129000000_files } from './Migration20261129000000_files';
+import { Migration20261130000000_sign_index } from './Migration20261130000000_sign_index';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -16,4 +17,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127000000_memory', class: Migration20261127000000_memory },
   { name: 'Migration20261128000000_search', class: Migration20261128000000_search },
   { name: 'Migration20261129000000_files', class: Migration20261129000000_files },
+  { name: 'Migration20261130000000_sign_index', class: Migration20261130000000_sign_index },
 ];

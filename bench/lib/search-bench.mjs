@@ -306,7 +306,9 @@ async function explainSearch(h, pool, { big, recallVision, queries, recallText }
   const { loadSearchConfig } = dist('search/search.config.js');
   const { prepareVectorStore } = dist('search/pgvector-store.js');
   const { offlineEmbedding } = dist('llm/offline-embeddings.js');
-  const config = loadSearchConfig({});
+  // the scan in PostgreSQL (SIGN_INDEX_BYTES=0) is what there is to EXPLAIN: with the sign index
+  // the shortlist is computed in the server and PostgreSQL only reads the shortlisted vectors
+  const config = loadSearchConfig({ SIGN_INDEX_BYTES: '0' });
   const model = config.embeddingModel;
   const client = await pool.connect();
   const quiet = { info() {}, warn() {}, debug() {}, error() {}, child: () => quiet };
@@ -319,8 +321,9 @@ async function explainSearch(h, pool, { big, recallVision, queries, recallText }
       const matches = Number(
         (await client.query(`select count(*) as n from vision_messages where visionid = $1 and searchtsv @@ websearch_to_tsquery('russian', $2)`, [big, q])).rows[0].n,
       );
-      const t = textSearchStatement({ visionIds: [big], query: q, limit: 21 });
-      const d = textSearchStatement({ visionIds: [big], query: q, limit: config.semanticDepth });
+      // the server's depth (SEARCH_TEXT_DEPTH): without it the statement ranked every match
+      const t = textSearchStatement({ visionIds: [big], query: q, limit: 21, depth: config.textDepth });
+      const d = textSearchStatement({ visionIds: [big], query: q, limit: config.semanticDepth, depth: config.textDepth });
       out.text.push({ query: q, matches, ...(await explainAsServer(client, t.sql, t.params)) });
       out.hybridText.push({ query: q, matches, ...(await explainAsServer(client, d.sql, d.params)) });
     }
@@ -332,12 +335,12 @@ async function explainSearch(h, pool, { big, recallVision, queries, recallText }
     await store.nearest(capturingRunner(client, captured), nearestSearch);
     out.nearest = { query: sq, ...(await explainAsServer(client, captured[0].sql, captured[0].params)), statements: captured.length };
     out.nearest.wallMs = await timeIt(() => store.nearest(plain, nearestSearch), 10);
-    const hits = await textSearch(plain, { visionIds: [big], query: sq, limit: 20 });
+    const hits = await textSearch(plain, { visionIds: [big], query: sq, limit: 20, depth: config.textDepth });
     const capturedLoad = [];
     await loadHits(capturingRunner(client, capturedLoad), hits.map((x) => x.id), sq);
     out.loadHits = { query: sq, ids: hits.length, ...(await explainAsServer(client, capturedLoad[0].sql, capturedLoad[0].params)) };
     out.loadHits.wallMs = await timeIt(() => loadHits(plain, hits.map((x) => x.id), sq), 10);
-    out.hybridTextWallMs = await timeIt(() => textSearch(plain, { visionIds: [big], query: sq, limit: config.semanticDepth }), 10);
+    out.hybridTextWallMs = await timeIt(() => textSearch(plain, { visionIds: [big], query: sq, limit: config.semanticDepth, depth: config.textDepth }), 10);
     // recall: RECALL_MAX nearest before the window (the 40th newest message) of the recall vision
     const floor = (await client.query('select id from vision_messages where visionid = $1 order by createdat desc, id desc offset 39 limit 1', [recallVision])).rows[0].id;
     const nearestRecall = { visionIds: [recallVision], model, vector: offlineEmbedding(recallText, config.embeddingDimensions || 256), limit: config.recallMax, minScore: config.recallMinScore, beforeMessageId: floor };
@@ -617,9 +620,9 @@ export async function scenarioSearch(h) {
     show(`TEXT page, slowest query "${slowest.query}" (${slowest.matches} matches)`, slowest);
     const slowestH = explain.hybridText.reduce((a, b) => (b.prepared.executionMs > a.prepared.executionMs ? b : a));
     show(`HYBRID's text part, slowest query "${slowestH.query}"`, slowestH);
-    show(`HYBRID's nearest ("${explain.nearest.query}")`, explain.nearest);
+    show(`HYBRID's nearest as a scan in PostgreSQL, SIGN_INDEX_BYTES=0 ("${explain.nearest.query}")`, explain.nearest);
     show(`loadHits (${explain.loadHits.ids} ids)`, explain.loadHits);
-    show('recall nearest (RECALL_MAX before the window)', explain.recallNearest);
+    show('recall nearest as a scan in PostgreSQL, SIGN_INDEX_BYTES=0 (RECALL_MAX before the window)', explain.recallNearest);
 
     const res = {
       messages: { searched: P.big, otherUser: P.other, recallVision: P.recall },

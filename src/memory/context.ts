@@ -21,7 +21,8 @@ const RECALL_MESSAGE_TOKENS = 400;
  * Finds older messages that bear on `latest`, outside the window (older than `beforeMessageId`),
  * best first (search/recall.ts).
  */
-export type Recaller = (latest: VisionMessage, beforeMessageId: string) => Promise<{ message: VisionMessage; score: number }[]>;
+/** `windowIds`: every message from `beforeMessageId` on (the window could hold them), which recall leaves out. */
+export type Recaller = (latest: VisionMessage, beforeMessageId: string, windowIds: string[]) => Promise<{ message: VisionMessage; score: number }[]>;
 
 export interface ContextRules {
   /** CONTEXT_TOKEN_BUDGET */
@@ -91,9 +92,10 @@ export async function planContext(
   // recall looks only before the oldest message the window could hold, and only when something is there
   const recalled: VisionMessage[] = [];
   const latestUser = candidates.find((m) => m.sender === 'user');
-  const windowFloor = candidates[Math.min(candidates.length, rules.maxMessages) - 1];
+  const floorAt = Math.min(candidates.length, rules.maxMessages) - 1;
+  const windowFloor = candidates[floorAt];
   if (recall && latestUser && windowFloor && (summary || candidates.length > rules.maxMessages)) {
-    const found = await recall(latestUser, windowFloor.id);
+    const found = await recall(latestUser, windowFloor.id, candidates.slice(0, floorAt + 1).map((m) => m.id));
     let share = Math.floor((room - total) * RECALL_SHARE) - tok.perMessage - tok.count(RECALL_HEADING);
     for (const { message } of found) {
       const content = tok.head(message.content, RECALL_MESSAGE_TOKENS).replace(/\uFFFD+$/, '');

@@ -78,34 +78,23 @@ export class MemoryService {
   plan(
     vision: { id: string; title: string },
     sql: SqlRunner = this.deps.sql,
-    opts: { embedFor?: string; latest?: VisionMessage; latestVector?: Promise<number[] | null> } = {},
+    opts: { embedFor?: string; latest?: VisionMessage } = {},
   ): Promise<ModelContextPlan> {
     const recall = this.search?.recall;
     if (!recall?.enabled) return planContext(sql, this.tokenizer, this.rules, vision);
-    // the new message's embedding is asked for at once (or was, while it was stored), while the window is read
-    const early =
-      opts.embedFor && opts.latest
-        ? { id: opts.latest.id, vector: opts.latestVector ?? recall.embedNew(opts.embedFor, opts.latest) }
-        : undefined;
-    const recaller = (latest: VisionMessage, beforeMessageId: string) =>
+    // the store readies itself and the new message's embedding is asked for at once, while the window is read
+    if (opts.embedFor) void recall.warm(sql, vision.id);
+    const early = opts.embedFor && opts.latest ? { id: opts.latest.id, vector: recall.embedNew(opts.embedFor, opts.latest) } : undefined;
+    const recaller = (latest: VisionMessage, beforeMessageId: string, windowIds: string[]) =>
       recall.recall(sql, {
         visionId: vision.id,
         latest,
         beforeMessageId,
+        windowIds,
         embedFor: opts.embedFor,
         vector: early?.id === latest.id ? early.vector : undefined,
       });
     return planContext(sql, this.tokenizer, this.rules, vision, recaller);
-  }
-
-  /**
-   * Starts embedding a user message that is being stored, for the recall of its reply: the
-   * call overlaps the insert and the commit, and the vector is written once `stored` resolves
-   * true. Undefined when recall is off. Never rejects (null when the call failed).
-   */
-  embedForRecall(userId: string, m: { id: string; visionId: string; content: string }, stored: Promise<boolean>): Promise<number[] | null> | undefined {
-    const recall = this.search?.recall;
-    return recall?.enabled ? recall.embedNew(userId, m, stored) : undefined;
   }
 
   /** Tokens of a message's content, counted once when it is stored. */

@@ -150,22 +150,13 @@ export class EmbeddingService {
    * final write and the vector's row follow without holding the caller (a failure is logged; the
    * job embeds the message again, the sweeper settles the row).
    */
-  async embedMessage(
-    userId: string,
-    m: { id: string; visionId: string; content: string },
-    opts: {
-      background?: boolean;
-      /** The message is being stored: its vector is written once this resolves true (nothing when false). */
-      stored?: Promise<boolean>;
-    } = {},
-  ): Promise<number[]> {
+  async embedMessage(userId: string, m: { id: string; visionId: string; content: string }, opts: { background?: boolean } = {}): Promise<number[]> {
     const [v] = await this.embed(
       [m.content],
       { clientId: userId, meta: { module: 'search', visionid: m.visionId, messageid: m.id, purpose: 'embedding', for: 'recall' } },
       opts.background,
     );
-    const write = () => this.deps.store.store(this.deps.sql, this.model, [{ messageId: m.id, vector: v! }]);
-    const stored = opts.stored ? opts.stored.then((ok) => (ok ? write() : undefined)) : write();
+    const stored = this.deps.store.store(this.deps.sql, this.model, [{ messageId: m.id, vector: v! }]);
     if (!opts.background) await stored;
     else stored.catch((err: unknown) => this.deps.logger.warn({ err, messageId: m.id }, 'storing an embedding failed; the job embeds the message again'));
     return v!;

@@ -1,6 +1,7 @@
 import { queryRows, type SqlOn, uuidArray } from '../db/sql';
 import type { Logger } from '../logger';
 import type { SearchConfig } from './search.config';
+import { SignIndex } from './sign-index';
 import { byScore, Float4Store, float4Literal, type EmbeddingRow, type NearestQuery, type Neighbour, type VectorStore } from './vector-store';
 
 const BEFORE = `and (e.messageat, e.messageid) < (select createdat, id from vision_messages where id = ?)`;
@@ -52,6 +53,11 @@ export class PgVectorStore implements VectorStore {
   }
 }
 
+/** The float4 store, with this process's sign index unless SIGN_INDEX_BYTES is 0. */
+function float4Store(config: SearchConfig): Float4Store {
+  return new Float4Store(config.signIndexBytes > 0 ? new SignIndex(config.signIndexBytes) : undefined);
+}
+
 /**
  * The vector store for this database, checked at start: pgvector when VECTOR_STORE is `auto` or
  * `pgvector` and the server has the extension (it is created when missing, which needs the right
@@ -59,7 +65,7 @@ export class PgVectorStore implements VectorStore {
  * the start with a clear error rather than running slower than configured.
  */
 export async function prepareVectorStore(on: SqlOn, config: SearchConfig, logger: Logger): Promise<VectorStore> {
-  if (config.vectorStore === 'float4') return new Float4Store();
+  if (config.vectorStore === 'float4') return float4Store(config);
   const [available] = await queryRows<{ installed: string | null }>(
     on,
     `select installed_version as installed from pg_available_extensions where name = 'vector'`,
@@ -68,7 +74,7 @@ export async function prepareVectorStore(on: SqlOn, config: SearchConfig, logger
   if (!available) {
     if (config.vectorStore === 'pgvector') throw new Error('VECTOR_STORE=pgvector, but this PostgreSQL server has no pgvector extension');
     logger.info('pgvector is not available on this PostgreSQL server: embeddings are searched as float4 arrays');
-    return new Float4Store();
+    return float4Store(config);
   }
   const dims = config.embeddingDimensions;
   try {
@@ -91,7 +97,7 @@ export async function prepareVectorStore(on: SqlOn, config: SearchConfig, logger
   } catch (err) {
     if (config.vectorStore === 'pgvector') throw err;
     logger.warn({ err }, 'pgvector could not be set up: embeddings are searched as float4 arrays');
-    return new Float4Store();
+    return float4Store(config);
   }
   logger.info({ dims }, 'embeddings are searched with pgvector (HNSW, cosine)');
   return new PgVectorStore();

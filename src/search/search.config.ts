@@ -25,6 +25,12 @@ export interface SearchConfig {
   textDepth: number;
   /** VECTOR_STORE: `auto` uses pgvector when the server has it, else float4 arrays. @default "auto" */
   vectorStore: 'auto' | 'pgvector' | 'float4';
+  /**
+   * SIGN_INDEX_BYTES: memory for the float4 store's in-process sign bits of the embeddings
+   * (about 170 bytes per message at 256 dimensions; least recently used visions are forgotten
+   * first); 0 scans them in PostgreSQL instead. @default 67108864 (64 MiB)
+   */
+  signIndexBytes: number;
 }
 
 export function loadSearchConfig(env: Env): SearchConfig {
@@ -39,5 +45,6 @@ export function loadSearchConfig(env: Env): SearchConfig {
     semanticDepth: int(env, 'SEARCH_SEMANTIC_DEPTH', 200, 10, 10_000),
     textDepth: int(env, 'SEARCH_TEXT_DEPTH', 2000, 20, 1_000_000),
     vectorStore: oneOf(env, 'VECTOR_STORE', 'auto', ['auto', 'pgvector', 'float4'] as const),
+    signIndexBytes: int(env, 'SIGN_INDEX_BYTES', 64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
   };
 }

@@ -42,8 +42,6 @@ export async function lockActiveVision(on: SqlOn, visionId: string, userId: stri
 export async function insertMessage(
   on: SqlOn,
   m: {
-    /** Made by the caller when it needs the id before the insert (recall's early embedding). */
-    id?: string;
     visionId: string;
     sender: string;
     content: string;
@@ -58,7 +56,7 @@ export async function insertMessage(
     on,
     `insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, replyto, tokens, heartbeatat, createdat)
      values (?, ?, ?, 'text', ?, ?, ?, ?, ?, case when ? then clock_timestamp() end, clock_timestamp()) returning ${MESSAGE_COLUMNS}`,
-    [m.id ?? uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
+    [uuidv7(), m.visionId, m.sender, m.content, m.state, m.clientMessageId ?? null, m.replyTo ?? null, m.tokens ?? null, m.state === MessageState.STREAMING],
   );
   return VisionMessage.fromRow(row!);
 }

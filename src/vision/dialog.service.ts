@@ -1,5 +1,4 @@
 import type { OpenAI } from 'openai';
-import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { inTransaction, poolRunner, type SqlRunner } from '../db/sql';
@@ -157,20 +156,12 @@ export class DialogService {
     }
 
     let turn: { title: string; user: VisionMessage; reply: VisionMessage };
-    const messageId = uuidv7();
-    let committed!: (ok: boolean) => void;
-    const stored = new Promise<boolean>((resolve) => (committed = resolve));
-    let vector: Promise<number[] | null> | undefined;
     try {
       // ownership, status and the row lock are one statement (NOT_FOUND, VISION_NOT_ACTIVE)
       turn = await this.withStaleRecovery(visionId, () =>
         inTransaction(this.sql, async (tx) => {
           const { title } = await lockActiveVision(tx, visionId, userId);
-          // recall's embedding of the message starts now, beside the insert and the commit (not
-          // when a reply of this process streams here: that send is refused as VISION_BUSY)
-          if (!vector && !this.runner.get(visionId)) vector = this.deps.memory.embedForRecall(userId, { id: messageId, visionId, content }, stored);
           const user = await insertMessage(tx, {
-            id: messageId,
             visionId,
             sender: 'user',
             content,
@@ -182,9 +173,7 @@ export class DialogService {
           return { title, user, reply };
         }),
       );
-      committed(true);
     } catch (err) {
-      committed(false);
       if (key && constraintOf(err) === CLIENT_KEY) {
         // the same key arrived at the same moment: the first request owns the turn
         const existing = await findUserMessageByKey(this.sql, { visionId, userId, key });
@@ -193,7 +182,7 @@ export class DialogService {
       throw err;
     }
     this.events.message(turn.user);
-    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true, latestVector: vector }));
+    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true }));
   }
 
   async retryReply(userId: string, visionIdRaw: string): Promise<DialogPair> {

@@ -102,7 +102,7 @@ export class ReplyRunner {
     userId: string,
     user: VisionMessage,
     reply: VisionMessage,
-    opts: { newMessage: boolean; /** Its embedding, asked for while it was stored. */ latestVector?: Promise<number[] | null> },
+    opts: { newMessage: boolean },
   ): RunningReply {
     const run: RunningReply = {
       visionId: reply.visionId,
@@ -112,7 +112,7 @@ export class ReplyRunner {
       done: undefined as unknown as Promise<VisionMessage>,
     };
     this.running.set(run.visionId, run);
-    run.done = this.generate(run, title, userId, opts.newMessage ? { message: user, vector: opts.latestVector } : undefined, reply).finally(() => {
+    run.done = this.generate(run, title, userId, opts.newMessage ? user : undefined, reply).finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     return run;
@@ -123,7 +123,7 @@ export class ReplyRunner {
     run: RunningReply,
     title: string,
     userId: string,
-    newMessage: { message: VisionMessage; vector?: Promise<number[] | null> } | undefined,
+    newMessage: VisionMessage | undefined,
     reply: VisionMessage,
   ): Promise<VisionMessage> {
     const { config, llm, logger, events, sql } = this.deps;
@@ -155,7 +155,7 @@ export class ReplyRunner {
     let plan: ModelContextPlan | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage?.message, latestVector: newMessage?.vector }));
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
