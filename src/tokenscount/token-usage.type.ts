@@ -14,7 +14,10 @@ export class TokenUsage {
   @Field(() => Int)
   totalTokens!: number;
 
+  @Field(() => Int, { description: 'v2. Calls whose numbers are tokenizer estimates because the provider sent no usage.' })
+  estimatedCalls!: number;
+
   static empty(): TokenUsage {
-    return Object.assign(new TokenUsage(), { calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+    return Object.assign(new TokenUsage(), { calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, estimatedCalls: 0 });
   }
 }

@@ -3,6 +3,7 @@ import { Arg, Authorized, Ctx, Query, Resolver } from 'type-graphql';
 import { BadUserInputError } from '../graphql/errors';
 import { TokenUsage } from './token-usage.type';
 import { sumUsageForClient } from './tokenscount.service';
+import { breakdownUsage, TokenUsageBucket, UsageGroup } from './usage-breakdown';
 
 /** What this module needs from the request context (kept local: tokenscount knows no visions). */
 interface TokensContext {
@@ -22,5 +23,17 @@ export class TokensCountResolver {
   ): Promise<TokenUsage> {
     if (since && until && since > until) throw new BadUserInputError('since must not be after until', 'since');
     return sumUsageForClient(ctx.sql, { clientId: ctx.user!.userId, clientType: 'user', since, until });
+  }
+
+  @Authorized()
+  @Query(() => [TokenUsageBucket], { description: "v2. The caller's usage within [since, until), grouped; buckets ordered by their keys." })
+  tokenUsageBreakdown(
+    @Ctx() ctx: TokensContext,
+    @Arg('groupBy', () => [UsageGroup]) groupBy: UsageGroup[],
+    @Arg('since', () => Date, { nullable: true }) since?: Date | null,
+    @Arg('until', () => Date, { nullable: true }) until?: Date | null,
+  ): Promise<TokenUsageBucket[]> {
+    if (since && until && since > until) throw new BadUserInputError('since must not be after until', 'since');
+    return breakdownUsage(ctx.sql, { clientId: ctx.user!.userId, clientType: 'user', groupBy, since, until });
   }
 }

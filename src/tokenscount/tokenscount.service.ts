@@ -3,12 +3,14 @@ import { TokenUsage } from './token-usage.type';
 
 const META_KEY_RE = /^[a-z][a-z0-9_]{0,62}$/;
 
-const SUMS = `count(*)::int as calls,
+/** The sums of a group of rows (`calls`, tokens, `estimatedCalls`), as select-list SQL. */
+export const USAGE_SUMS_SQL = `count(*)::int as calls,
   least(coalesce(sum(prompttokens), 0), 2147483647)::int as "promptTokens",
   least(coalesce(sum(completiontokens), 0), 2147483647)::int as "completionTokens",
-  least(coalesce(sum(totaltokens), 0), 2147483647)::int as "totalTokens"`;
+  least(coalesce(sum(totaltokens), 0), 2147483647)::int as "totalTokens",
+  (count(*) filter (where meta ->> 'estimated' = 'true'))::int as "estimatedCalls"`;
 
-type SumRow = { calls: number; promptTokens: number; completionTokens: number; totalTokens: number };
+type SumRow = { calls: number; promptTokens: number; completionTokens: number; totalTokens: number; estimatedCalls: number };
 
 function toUsage(row: SumRow | undefined): TokenUsage {
   return row ? Object.assign(new TokenUsage(), row) : TokenUsage.empty();
@@ -21,6 +23,7 @@ export function usageFromRow(row: Record<string, unknown>): TokenUsage {
     promptTokens: row.promptTokens as number,
     completionTokens: row.completionTokens as number,
     totalTokens: row.totalTokens as number,
+    estimatedCalls: row.estimatedCalls as number,
   });
 }
 
@@ -31,7 +34,7 @@ export function usageFromRow(row: Record<string, unknown>): TokenUsage {
  */
 export function usageByMetaSql(key: string, valueSql: string): string {
   if (!META_KEY_RE.test(key)) throw new TypeError(`invalid meta key ${key}`);
-  return `select ${SUMS} from tokenscount where meta ->> '${key}' = ${valueSql}`;
+  return `select ${USAGE_SUMS_SQL} from tokenscount where meta ->> '${key}' = ${valueSql}`;
 }
 
 /**
@@ -48,7 +51,7 @@ export async function sumUsageByMeta(
   if (values.length === 0) return [];
   const rows = await queryRows<SumRow & { k: string }>(
     em,
-    `select meta ->> '${key}' as k, ${SUMS} from tokenscount where meta ->> '${key}' = any(?::text[]) group by 1`,
+    `select meta ->> '${key}' as k, ${USAGE_SUMS_SQL} from tokenscount where meta ->> '${key}' = any(?::text[]) group by 1`,
     [textArray(values)],
   );
   const map = new Map(rows.map((r) => [r.k, r]));
@@ -70,6 +73,6 @@ export async function sumUsageForClient(
     conds.push('createdat < ?');
     params.push(opts.until);
   }
-  const rows = await queryRows<SumRow>(em, `select ${SUMS} from tokenscount where ${conds.join(' and ')}`, params);
+  const rows = await queryRows<SumRow>(em, `select ${USAGE_SUMS_SQL} from tokenscount where ${conds.join(' and ')}`, params);
   return toUsage(rows[0]);
 }
