@@ -5,6 +5,7 @@ import { Migration20261127000000_memory } from './Migration20261127000000_memory
 import { Migration20261128000000_search } from './Migration20261128000000_search';
 import { Migration20261129000000_files } from './Migration20261129000000_files';
 import { Migration20261130000000_sign_index } from './Migration20261130000000_sign_index';
+import { Migration20261201000000_cost } from './Migration20261201000000_cost';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -18,4 +19,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261128000000_search', class: Migration20261128000000_search },
   { name: 'Migration20261129000000_files', class: Migration20261129000000_files },
   { name: 'Migration20261130000000_sign_index', class: Migration20261130000000_sign_index },
+  { name: 'Migration20261201000000_cost', class: Migration20261201000000_cost },
 ];

@@ -5,6 +5,7 @@
  */
 import { bool, ConfigError, int, str, timeZone, url, type Env } from './config.env';
 import { loadFilesConfig, type FilesConfig } from './files/files.config';
+import { DEFAULT_PRICES, parseModelPrices, type ModelPrice } from './tokenscount/prices';
 import { loadSearchConfig, type SearchConfig } from './search/search.config';
 
 export { ConfigError } from './config.env';
@@ -103,6 +104,11 @@ export interface LlmConfig {
   maxRetries: number;
   /** True when no key is set and NODE_ENV is not production. */
   offline: boolean;
+  /**
+   * MODEL_PRICES: USD per million tokens by model, over the dated default table
+   * (tokenscount/prices.ts); a model with no price has a null cost. @default DEFAULT_PRICES
+   */
+  prices: Record<string, ModelPrice>;
 }
 
 export interface LimitsConfig {
@@ -173,6 +179,16 @@ export const DEFAULT_SYSTEM_PROMPT =
   'You are a warm, practical coach. The person you talk to is working toward their vision: "{title}". ' +
   'Help them move toward it: ask clarifying questions, reflect what you hear, and suggest one concrete next step at a time. ' +
   'Answer in the language the person writes in. Be concise.';
+
+function modelPrices(env: Env): Record<string, ModelPrice> {
+  const raw = str(env, 'MODEL_PRICES');
+  if (raw === undefined) return {};
+  try {
+    return parseModelPrices(raw);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
 
 /** Reads and validates the configuration; throws {@link ConfigError} with a clear message. */
 export function loadConfig(env: Env): Config {
@@ -258,6 +274,7 @@ export function loadConfig(env: Env): Config {
       timeoutMs: llmTimeoutMs,
       maxRetries: int(env, 'LLM_MAX_RETRIES', 2, 0, 10),
       offline: !apiKey,
+      prices: { ...DEFAULT_PRICES, ...modelPrices(env) },
     },
     dialog: {
       maxContentChars: int(env, 'MAX_CONTENT_CHARS', 16_000, 1, 1_000_000),

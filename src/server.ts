@@ -21,6 +21,7 @@ import { MemoryService } from './memory/memory.service';
 import { createSearch, type SearchModule } from './search/search.module';
 import { createFiles, type FilesModule } from './files/files.module';
 import { DocumentTool } from './files/document-tool';
+import { PriceTable } from './tokenscount/prices';
 import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
@@ -91,7 +92,8 @@ export async function startServer(opts: {
     cooldownMs: config.limits.breakerCooldownMs,
     onStateChange: (state) => logger.warn({ state }, `model circuit breaker ${state}`),
   });
-  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider };
+  // prices in force for this process's rows (the dated default table and MODEL_PRICES)
+  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices) };
   // durable background jobs (summaries, embeddings) on the same PostgreSQL; any instance runs any job
   const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
   const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });

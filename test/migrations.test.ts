@@ -41,9 +41,9 @@ describe('migrations', () => {
     ]);
     const tc = cols.filter((c) => c.table_name === 'tokenscount');
     expect(tc.map((c) => c.column_name)).toEqual([
-      'id', 'clientid', 'clienttype', 'provider', 'model', 'prompttokens', 'completiontokens', 'totaltokens', 'rawusage', 'meta', 'createdat', 'state',
+      'id', 'clientid', 'clienttype', 'provider', 'model', 'prompttokens', 'completiontokens', 'totaltokens', 'rawusage', 'meta', 'createdat', 'state', 'costmicrousd',
     ]);
-    // the seed's columns stay nullable; `state` is ours
+    // the seed's columns stay nullable; `state` and `costmicrousd` (null: no price) are ours
     expect(tc.filter((c) => c.is_nullable === 'NO').map((c) => c.column_name)).toEqual(['id', 'state']);
     const [{ seq }] = await sql<{ seq: string | null }>(`select pg_get_serial_sequence('tokenscount', 'id') as seq`);
     expect(seq).toBe('public.tokenscount_id_seq');

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -29,7 +30,7 @@ export class MemoryService {
     private readonly deps: {
       sql: SqlRunner;
       config: Pick<Config, 'memory' | 'maxMessages' | 'dialog' | 'llm'>;
-      llm: { client: OpenAI; model: string; provider: string };
+      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
       logger: Logger;
     },
   ) {

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { SqlRunner } from '../db/sql';
 import { SUMMARY_PROMPT_MARKER } from '../llm/offline-responder';
@@ -15,7 +16,7 @@ const MAX_STEP_MESSAGES = 200;
 
 export interface SummarizerDeps {
   sql: SqlRunner;
-  llm: { client: OpenAI; model: string; provider: string };
+  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
   tokenizer: Tokenizer;
   rules: ContextRules & { summaryMaxTokens: number };
   timeoutMs: number;
@@ -80,6 +81,7 @@ export class Summarizer {
       clientType: 'user',
       provider: this.deps.llm.provider,
       model: this.deps.llm.model,
+      prices: this.deps.llm.prices,
       messages,
       meta: { module: 'vision', visionid: visionId, purpose: 'summary' },
       timeoutMs: this.deps.timeoutMs,

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { SqlRunner } from '../db/sql';
 import { queryRows } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -49,7 +50,7 @@ class QueryCache {
 export interface EmbeddingDeps {
   sql: SqlRunner;
   config: SearchConfig;
-  llm: { client: OpenAI; provider: string };
+  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
   timeoutMs: number;
   store: VectorStore;
   logger: Logger;
@@ -191,6 +192,7 @@ export class EmbeddingService {
       clientId: who.clientId,
       clientType: 'user',
       provider: llm.provider,
+      prices: llm.prices,
       model: this.model,
       input: texts.map((t) => t.slice(0, MAX_INPUT_CHARS)),
       dimensions: config.embeddingDimensions || undefined,

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -26,7 +27,7 @@ const EMBEDDING_TIMEOUT_MS = 15_000;
 export async function createSearch(deps: {
   sql: SqlRunner;
   config: Pick<Config, 'search' | 'llm' | 'maxPageSize'>;
-  llm: { client: OpenAI; provider: string };
+  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
   jobs: JobQueue;
   logger: Logger;
 }): Promise<SearchModule> {

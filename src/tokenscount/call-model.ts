@@ -5,6 +5,7 @@ import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry } from './call-rows';
 import { callDeadline } from './call-deadline';
+import { cachedPromptTokens, type PriceTable } from './prices';
 import {
   classifyModelFailure,
   DeltaHandlerError,
@@ -60,6 +61,11 @@ export interface CallModelParams {
   settleAttempts?: number;
   /** Where failed attempts of the row's final write are reported. */
   logger?: Pick<Logger, 'warn' | 'error'>;
+  /**
+   * Prices the row (micro-USD) when written (the prompt estimate) and when settled (cached
+   * prompt tokens as cached), stopped and failed streams alike; unset: no cost.
+   */
+  prices?: PriceTable;
 }
 
 /** A function call the model made, its arguments as the raw text it streamed (JSON, unchecked). */
@@ -119,6 +125,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     model: p.model,
     promptTokens: localPromptTokens,
     meta: { ...p.meta, finish: 'pending', localPromptTokens },
+    costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens: localPromptTokens, completionTokens: 0 }) ?? null,
   });
   const deadline = callDeadline(p.signal, p.timeoutMs, 'model call');
 
@@ -190,6 +197,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
       completionTokens,
       totalTokens,
       rawUsage: usage ?? null,
+      costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens, cachedPromptTokens: cachedPromptTokens(usage), completionTokens }) ?? null,
       meta: {
         ...p.meta,
         finish,

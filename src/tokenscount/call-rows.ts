@@ -2,6 +2,7 @@ import { countTokens, encodeChat } from 'gpt-tokenizer';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { queryRows, type SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
+import type { PriceTable } from './prices';
 
 /**
  * The life of one `tokenscount` row: written `pending` before the model is called, `settled`
@@ -41,6 +42,8 @@ export interface PendingCallRow {
   /** The local estimate of the prompt, until the provider's numbers arrive. */
   promptTokens: number;
   meta: Record<string, unknown>;
+  /** Cost of the prompt estimate (micro-USD), so a call in flight already counts; null: no price. */
+  costMicroUsd?: number | null;
 }
 
 /** Writes the row of a call about to start; its id. */
@@ -50,9 +53,9 @@ export async function insertPendingCall(sql: SqlRunner, row: PendingCallRow): Pr
   // the one settleAbandonedCalls compares with
   const [r] = await queryRows<{ id: string }>(
     sql,
-    `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, meta, state)
-     values (?, ?, ?, ?, ?, 0, ?, ?::jsonb, 'pending') returning id`,
-    [row.clientId, row.clientType, row.provider, row.model, row.promptTokens, row.promptTokens, JSON.stringify(row.meta)],
+    `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, meta, state, costmicrousd)
+     values (?, ?, ?, ?, ?, 0, ?, ?::jsonb, 'pending', ?) returning id`,
+    [row.clientId, row.clientType, row.provider, row.model, row.promptTokens, row.promptTokens, JSON.stringify(row.meta), row.costMicroUsd ?? null],
   );
   return String(r!.id);
 }
@@ -72,6 +75,8 @@ export interface SettledCallRow {
   totalTokens: number;
   rawUsage: unknown;
   meta: Record<string, unknown>;
+  /** At the price in force now (micro-USD); null: the model has no price. */
+  costMicroUsd?: number | null;
 }
 
 /**
@@ -82,9 +87,9 @@ export interface SettledCallRow {
 export async function settleCall(sql: SqlRunner, id: string, row: SettledCallRow): Promise<void> {
   await queryRows(
     sql,
-    `update tokenscount set prompttokens = ?, completiontokens = ?, totaltokens = ?, rawusage = ?::jsonb, meta = ?::jsonb, state = 'settled'
+    `update tokenscount set prompttokens = ?, completiontokens = ?, totaltokens = ?, rawusage = ?::jsonb, meta = ?::jsonb, state = 'settled', costmicrousd = ?
      where id = ?`,
-    [row.promptTokens, row.completionTokens, row.totalTokens, row.rawUsage == null ? null : JSON.stringify(row.rawUsage), JSON.stringify(row.meta), id],
+    [row.promptTokens, row.completionTokens, row.totalTokens, row.rawUsage == null ? null : JSON.stringify(row.rawUsage), JSON.stringify(row.meta), row.costMicroUsd ?? null, id],
   );
 }
 
@@ -139,8 +144,8 @@ export async function settleCallWithRetry(sql: SqlRunner, id: string, row: Settl
  * module that kept the text of a cut reply settles its row first with {@link settlePendingCall}).
  * Safe on several instances at once: a row is settled by one of them. Returns how many.
  */
-export async function settleAbandonedCalls(sql: SqlRunner, opts: { olderThanMs: number }): Promise<number> {
-  const rows = await queryRows<{ id: string }>(
+export async function settleAbandonedCalls(sql: SqlRunner, opts: { olderThanMs: number; prices?: PriceTable }): Promise<number> {
+  const rows = await queryRows<PricedRow>(
     sql,
     `update tokenscount
      set completiontokens = coalesce(completiontokens, 0),
@@ -148,10 +153,25 @@ export async function settleAbandonedCalls(sql: SqlRunner, opts: { olderThanMs: 
          meta = coalesce(meta, '{}'::jsonb) || jsonb_build_object('finish', 'failed', 'reason', 'interrupted', 'estimated', true),
          state = 'settled'
      where state = 'pending' and createdat < now() - ?::int * interval '1 millisecond'
-     returning id`,
+     returning ${PRICED_COLUMNS}`,
     [Math.max(0, Math.floor(opts.olderThanMs))],
   );
+  await priceSettled(sql, rows, opts.prices);
   return rows.length;
+}
+
+type PricedRow = { id: string; model: string; prompttokens: number; completiontokens: number };
+const PRICED_COLUMNS = 'id, model, prompttokens, completiontokens';
+
+/** Prices rows a sweeper settled from estimates (one statement), at the prices in force now. */
+async function priceSettled(sql: SqlRunner, rows: PricedRow[], prices?: PriceTable): Promise<void> {
+  if (!prices || !rows.length) return;
+  const costs = rows.map((r) => prices.costMicroUsd(r.model, { promptTokens: Number(r.prompttokens), completionTokens: Number(r.completiontokens) }));
+  await queryRows(
+    sql,
+    `update tokenscount t set costmicrousd = c.cost from unnest(?::bigint[], ?::bigint[]) as c(id, cost) where t.id = c.id`,
+    [`{${rows.map((r) => r.id).join(',')}}`, `{${costs.map((c) => (c === null ? 'NULL' : String(c))).join(',')}}`],
+  );
 }
 
 export interface SettlePendingCall {
@@ -163,6 +183,8 @@ export interface SettlePendingCall {
   completionText?: string;
   /** @default "interrupted" */
   reason?: string;
+  /** Prices the settled row(s) at the prices in force now. */
+  prices?: PriceTable;
 }
 
 /**
@@ -176,7 +198,7 @@ export async function settlePendingCall(sql: SqlRunner, p: SettlePendingCall): P
   if (p.id === undefined && (!p.meta || Object.keys(p.meta).length === 0)) throw new TypeError('settlePendingCall needs an id or meta');
   const completion = estimateCompletion(p.completionText ?? '');
   const by = p.id !== undefined ? 'id = ?::bigint' : 'meta @> ?::jsonb';
-  const rows = await queryRows<{ id: string }>(
+  const rows = await queryRows<PricedRow>(
     sql,
     `update tokenscount
      set completiontokens = ?::int,
@@ -184,8 +206,9 @@ export async function settlePendingCall(sql: SqlRunner, p: SettlePendingCall): P
          meta = coalesce(meta, '{}'::jsonb) || jsonb_build_object('finish', 'failed', 'reason', ?::text, 'estimated', true),
          state = 'settled'
      where state = 'pending' and ${by}
-     returning id`,
+     returning ${PRICED_COLUMNS}`,
     [completion, completion, p.reason ?? 'interrupted', p.id ?? JSON.stringify(p.meta)],
   );
+  await priceSettled(sql, rows, p.prices);
   return rows.length;
 }

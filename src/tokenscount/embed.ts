@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import { beginCall, estimateCompletion, settleCallWithRetry } from './call-rows';
 import { callDeadline } from './call-deadline';
 import { classifyModelFailure, type ModelFailureReason } from './model-failure';
+import type { PriceTable } from './prices';
 
 export interface EmbedParams {
   /** Where the tokenscount row is written. */
@@ -29,6 +30,8 @@ export interface EmbedParams {
    * sweeper settles it if the process dies first.
    */
   settleInBackground?: boolean;
+  /** Prices the row (micro-USD) when written and when settled; unset: no cost. */
+  prices?: PriceTable;
 }
 
 export type EmbedResult =
@@ -45,6 +48,7 @@ export type EmbedResult =
 export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   const estimate = p.input.reduce((n, t) => n + estimateCompletion(t), 0);
   const tokensCountId = await beginCall(p.em, {
+    costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens: estimate, completionTokens: 0 }) ?? null,
     clientId: p.clientId,
     clientType: p.clientType,
     provider: p.provider,
@@ -84,6 +88,7 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
       completionTokens: 0,
       totalTokens: usage?.total_tokens ?? prompt,
       rawUsage: usage ?? null,
+      costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens: prompt, completionTokens: 0 }) ?? null,
       meta: {
         ...p.meta,
         inputs: p.input.length,

@@ -8,9 +8,10 @@ export const USAGE_SUMS_SQL = `count(*)::int as calls,
   least(coalesce(sum(prompttokens), 0), 2147483647)::int as "promptTokens",
   least(coalesce(sum(completiontokens), 0), 2147483647)::int as "completionTokens",
   least(coalesce(sum(totaltokens), 0), 2147483647)::int as "totalTokens",
-  (count(*) filter (where meta ->> 'estimated' = 'true'))::int as "estimatedCalls"`;
+  (count(*) filter (where meta ->> 'estimated' = 'true'))::int as "estimatedCalls",
+  case when count(*) filter (where costmicrousd is null) = 0 then coalesce(sum(costmicrousd), 0)::float8 / 1000000 end as "costUsd"`;
 
-type SumRow = { calls: number; promptTokens: number; completionTokens: number; totalTokens: number; estimatedCalls: number };
+type SumRow = { calls: number; promptTokens: number; completionTokens: number; totalTokens: number; estimatedCalls: number; costUsd: number | null };
 
 function toUsage(row: SumRow | undefined): TokenUsage {
   return row ? Object.assign(new TokenUsage(), row) : TokenUsage.empty();
@@ -24,6 +25,7 @@ export function usageFromRow(row: Record<string, unknown>): TokenUsage {
     completionTokens: row.completionTokens as number,
     totalTokens: row.totalTokens as number,
     estimatedCalls: row.estimatedCalls as number,
+    costUsd: row.costUsd === null || row.costUsd === undefined ? null : Number(row.costUsd),
   });
 }
 

@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { inTransaction, poolRunner, type SqlRunner } from '../db/sql';
@@ -40,7 +41,7 @@ export type { StopCause } from './reply-runner';
 export interface DialogDeps {
   orm: Orm;
   config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
-  llm: { client: OpenAI; model: string; provider: string };
+  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
   pubsub: AppPubSub;
   /** Holds the events of replies in progress for resuming subscribers. */
   replyBuffer: ReplyBuffer;
@@ -105,8 +106,9 @@ export class DialogService {
       logger: deps.logger,
       isLocal: (replyId) => this.runner.has(replyId),
       abandonedCallMs: deps.config.llm.timeoutMs + deps.config.dialog.staleMs,
+      prices: deps.llm.prices,
       onClosed: async (reply) => {
-        await settlePendingCall(this.sql, { meta: { module: 'vision', messageid: reply.id }, completionText: reply.content, reason: 'interrupted' });
+        await settlePendingCall(this.sql, { meta: { module: 'vision', messageid: reply.id }, completionText: reply.content, reason: 'interrupted', prices: deps.llm.prices });
       },
     });
   }

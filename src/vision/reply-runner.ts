@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { PriceTable } from '../tokenscount/prices';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { DocumentTool, StoredDocument } from '../files/document-tool';
@@ -43,7 +44,7 @@ export class ReplyRunner {
     private readonly deps: {
       sql: SqlRunner;
       config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
-      llm: { client: OpenAI; model: string; provider: string };
+      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
       breaker: ModelBreaker;
       memory: MemoryService;
       /** `create_document`: offered with every reply, carried out when the model calls it (files/). */
@@ -165,6 +166,7 @@ export class ReplyRunner {
             clientType: 'user',
             provider: llm.provider,
             model: llm.model,
+            prices: llm.prices,
             messages: context.messages,
             tools: this.deps.documents.tools,
             localPromptTokens: context.totalTokens,

@@ -1,6 +1,7 @@
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import { settleAbandonedCalls } from '../tokenscount/call-model';
+import type { PriceTable } from '../tokenscount/prices';
 import { closeStaleReply, findStaleReplies } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
@@ -26,6 +27,8 @@ export class StaleReplySweeper {
       isLocal(replyId: string): boolean;
       /** A tokenscount row still pending after this long belongs to a dead process (no live call lasts that long). */
       abandonedCallMs: number;
+      /** Prices the rows it settles. */
+      prices?: PriceTable;
       /** Called for each reply closed here (e.g. to settle the model call's tokenscount row). */
       onClosed?(reply: VisionMessage): Promise<void>;
     },
@@ -64,7 +67,7 @@ export class StaleReplySweeper {
     if (closed) logger.warn({ replies: closed }, 'closed replies left STREAMING by a stopped process');
     // after the replies: a reply closed above settles its row with an estimate from its text
     if (!visionId) {
-      const calls = await settleAbandonedCalls(sql, { olderThanMs: this.deps.abandonedCallMs });
+      const calls = await settleAbandonedCalls(sql, { olderThanMs: this.deps.abandonedCallMs, prices: this.deps.prices });
       if (calls) logger.warn({ calls }, 'settled tokenscount rows of calls whose process died');
     }
     return closed;

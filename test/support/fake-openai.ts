@@ -11,7 +11,7 @@ import { embeddingsResponse } from '../../src/llm/offline-responder';
  */
 
 /** Token usage as reported by OpenAI. */
-export type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+export type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
 
 /** What the server does with one request. */
 export type Behaviour =
