@@ -71,6 +71,11 @@ export interface Config {
   memory: MemoryConfig;
   search: SearchConfig;
   files: FilesConfig;
+  /**
+   * USER_DAILY_TOKEN_BUDGET / USER_MONTHLY_TOKEN_BUDGET: tokens a user may spend per UTC day /
+   * month over every purpose (replies, summaries, embeddings); 0 turns a budget off. @default 0
+   */
+  budgets: { dayTokens: number; monthTokens: number };
   jobs: JobsConfig;
   limits: LimitsConfig;
   graphql: {
@@ -285,6 +290,10 @@ export function loadConfig(env: Env): Config {
     memory: { budgetTokens, replyReserveTokens, summaryMaxTokens, summaries: bool(env, 'SUMMARIES', true) },
     search: loadSearchConfig(env),
     files: loadFilesConfig(env, production),
+    budgets: {
+      dayTokens: int(env, 'USER_DAILY_TOKEN_BUDGET', 0, 0, 2_000_000_000),
+      monthTokens: int(env, 'USER_MONTHLY_TOKEN_BUDGET', 0, 0, 2_000_000_000),
+    },
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

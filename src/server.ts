@@ -22,6 +22,7 @@ import { createSearch, type SearchModule } from './search/search.module';
 import { createFiles, type FilesModule } from './files/files.module';
 import { DocumentTool } from './files/document-tool';
 import { PriceTable } from './tokenscount/prices';
+import { TokenBudgets } from './tokenscount/budgets';
 import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
@@ -36,6 +37,7 @@ export interface AppServer {
   memory: MemoryService;
   search: SearchModule;
   files: FilesModule;
+  budgets: TokenBudgets;
   jobs: JobQueue;
   pubsub: AppPubSub;
   /**
@@ -93,7 +95,8 @@ export async function startServer(opts: {
     onStateChange: (state) => logger.warn({ state }, `model circuit breaker ${state}`),
   });
   // prices in force for this process's rows (the dated default table and MODEL_PRICES)
-  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices) };
+  const budgets = new TokenBudgets(config.budgets);
+  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices), budgets };
   // durable background jobs (summaries, embeddings) on the same PostgreSQL; any instance runs any job
   const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
   const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
@@ -131,6 +134,7 @@ export async function startServer(opts: {
     memory,
     search: search.service,
     files,
+    budgets,
     pubsub,
   };
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
@@ -192,6 +196,7 @@ export async function startServer(opts: {
     memory,
     search,
     files,
+    budgets,
     jobs,
     pubsub,
     stop(graceMs = 0) {

@@ -539,6 +539,8 @@ describe('after a SIGKILL mid-stream', () => {
       expect(settled.prompttokens).toBe(pending.prompttokens);
       expect(settled.completiontokens).toBe(countTokens(reply.content));
       expect(settled.totaltokens).toBe(pending.prompttokens + countTokens(reply.content));
+      // priced from the estimates at the default price of gpt-4.1 (2 and 8 USD per million tokens)
+      expect(Number((settled as unknown as { costmicrousd: string }).costmicrousd)).toBe(settled.prompttokens * 2 + settled.completiontokens * 8);
       expect((await ownPg.query(`select count(*)::int as n from tokenscount`)).rows[0].n).toBe(1);
       expect(fake.requests).toHaveLength(1);
     } finally {

@@ -17,7 +17,7 @@ const shared = resolve(root, '../shared');
  * v2 contract files (`../shared/contract-v2/<name>`) whose features exist. In the commit that
  * implements a feature, copy its file to test/contract/ and add its name here.
  */
-const V2_CONTRACTS: string[] = ['memory.graphql', 'search.graphql', 'files.graphql'];
+const V2_CONTRACTS: string[] = ['memory.graphql', 'search.graphql', 'files.graphql', 'usage.graphql'];
 
 const copies = [
   { copy: 'api-contract.graphql', original: 'api-contract.graphql' },

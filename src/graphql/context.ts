@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
 import type { FilesModule } from '../files/files.module';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { MemoryService } from '../memory/memory.service';
 import type { SearchService } from '../search/search.service';
 import type { DialogService } from '../vision/dialog.service';
@@ -33,6 +34,7 @@ export interface GraphQLContext {
   memory: MemoryService;
   search: SearchService;
   files: FilesModule;
+  budgets: TokenBudgets;
   pubsub: AppPubSub;
   /** Notes for the client beside the data, sent as `extensions.warnings` (e.g. a search answered by TEXT). */
   warnings?: { code: string; message: string }[];
@@ -86,6 +88,9 @@ export class OperationContext implements GraphQLContext {
   }
   get files(): FilesModule {
     return this.services.files;
+  }
+  get budgets(): TokenBudgets {
+    return this.services.budgets;
   }
   get pubsub(): AppPubSub {
     return this.services.pubsub;

@@ -87,12 +87,21 @@ export class JobQueue {
       await this.ensureQueue(queue);
       const concurrency = opts.concurrency ?? 2;
       for (let i = 0; i < concurrency; i++) {
-        await this.boss.work<unknown>(task.name, { pollingIntervalSeconds: opts.pollSeconds ?? 2, batchSize: 1 }, async ([job]) => {
+        await this.boss.work<unknown>(task.name, { pollingIntervalSeconds: opts.pollSeconds ?? 2, batchSize: 1, includeMetadata: true }, async ([job]) => {
           if (!job) return;
           const info = { id: job.id, retryCount: (job as { retryCount?: number }).retryCount ?? 0 };
           try {
             await task.handler(job.data, info);
           } catch (err) {
+            // an error that says when to run again (a client's token budget, until its reset): the
+            // job is queued again for then, under the same key, and this one completes
+            const retryAt = (err as { retryAt?: unknown }).retryAt;
+            if (retryAt instanceof Date) {
+              const key = (job as { singletonKey?: string | null }).singletonKey ?? undefined;
+              await this.boss.send(task.name, job.data as object, { ...(key ? { singletonKey: key } : {}), startAfter: retryAt });
+              opts.logger.info({ job: task.name, jobId: job.id, retryAt }, 'background job deferred');
+              return;
+            }
             // pg-boss retries it; the log says which job and which attempt
             opts.logger.warn({ err, job: task.name, jobId: job.id }, 'background job failed; it is retried with back-off');
             throw err;

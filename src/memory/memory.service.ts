@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -30,7 +31,7 @@ export class MemoryService {
     private readonly deps: {
       sql: SqlRunner;
       config: Pick<Config, 'memory' | 'maxMessages' | 'dialog' | 'llm'>;
-      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
       logger: Logger;
     },
   ) {

@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { SqlRunner } from '../db/sql';
 import { SUMMARY_PROMPT_MARKER } from '../llm/offline-responder';
@@ -16,7 +17,7 @@ const MAX_STEP_MESSAGES = 200;
 
 export interface SummarizerDeps {
   sql: SqlRunner;
-  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
   tokenizer: Tokenizer;
   rules: ContextRules & { summaryMaxTokens: number };
   timeoutMs: number;
@@ -82,6 +83,7 @@ export class Summarizer {
       provider: this.deps.llm.provider,
       model: this.deps.llm.model,
       prices: this.deps.llm.prices,
+      budgets: this.deps.llm.budgets,
       messages,
       meta: { module: 'vision', visionid: visionId, purpose: 'summary' },
       timeoutMs: this.deps.timeoutMs,

@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { SqlRunner } from '../db/sql';
 import { queryRows } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -50,7 +51,7 @@ class QueryCache {
 export interface EmbeddingDeps {
   sql: SqlRunner;
   config: SearchConfig;
-  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
   timeoutMs: number;
   store: VectorStore;
   logger: Logger;
@@ -193,6 +194,7 @@ export class EmbeddingService {
       clientType: 'user',
       provider: llm.provider,
       prices: llm.prices,
+      budgets: llm.budgets,
       model: this.model,
       input: texts.map((t) => t.slice(0, MAX_INPUT_CHARS)),
       dimensions: config.embeddingDimensions || undefined,

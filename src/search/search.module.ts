@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -27,7 +28,7 @@ const EMBEDDING_TIMEOUT_MS = 15_000;
 export async function createSearch(deps: {
   sql: SqlRunner;
   config: Pick<Config, 'search' | 'llm' | 'maxPageSize'>;
-  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
   jobs: JobQueue;
   logger: Logger;
 }): Promise<SearchModule> {

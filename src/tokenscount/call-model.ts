@@ -6,6 +6,7 @@ import type { Logger } from '../logger';
 import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry } from './call-rows';
 import { callDeadline } from './call-deadline';
 import { cachedPromptTokens, type PriceTable } from './prices';
+import type { TokenBudgets } from './budgets';
 import {
   classifyModelFailure,
   DeltaHandlerError,
@@ -66,6 +67,12 @@ export interface CallModelParams {
    * prompt tokens as cached), stopped and failed streams alike; unset: no cost.
    */
   prices?: PriceTable;
+  /**
+   * Token budgets of the client: the call is admitted (and its row written as a reservation of the
+   * prompt estimate + `maxTokens`) atomically, or {@link QuotaExceededError} is thrown and the model
+   * is not called. Pass `maxTokens` with them, so an answer cannot outgrow its reservation.
+   */
+  budgets?: TokenBudgets;
 }
 
 /** A function call the model made, its arguments as the raw text it streamed (JSON, unchecked). */
@@ -126,7 +133,8 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     promptTokens: localPromptTokens,
     meta: { ...p.meta, finish: 'pending', localPromptTokens },
     costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens: localPromptTokens, completionTokens: 0 }) ?? null,
-  });
+    reserveTokens: p.maxTokens ?? 0,
+  }, p.budgets);
   const deadline = callDeadline(p.signal, p.timeoutMs, 'model call');
 
   let content = '';

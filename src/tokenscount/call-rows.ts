@@ -1,6 +1,7 @@
 import { countTokens, encodeChat } from 'gpt-tokenizer';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { queryRows, type SqlRunner } from '../db/sql';
+import { queryRows, type SqlOn, type SqlRunner } from '../db/sql';
+import { QuotaExceededError, type TokenBudgets } from './budgets';
 import type { Logger } from '../logger';
 import type { PriceTable } from './prices';
 
@@ -44,10 +45,12 @@ export interface PendingCallRow {
   meta: Record<string, unknown>;
   /** Cost of the prompt estimate (micro-USD), so a call in flight already counts; null: no price. */
   costMicroUsd?: number | null;
+  /** Tokens reserved for the answer on top of the prompt (budgets count them until the call settles). @default 0 */
+  reserveTokens?: number;
 }
 
 /** Writes the row of a call about to start; its id. */
-export async function insertPendingCall(sql: SqlRunner, row: PendingCallRow): Promise<string> {
+export async function insertPendingCall(sql: SqlOn, row: PendingCallRow): Promise<string> {
   // one raw statement: this runs once per model call, and the ORM's insert path (query builder,
   // entity validation) costs more than the statement itself; createdat is the database's clock,
   // the one settleAbandonedCalls compares with
@@ -55,16 +58,22 @@ export async function insertPendingCall(sql: SqlRunner, row: PendingCallRow): Pr
     sql,
     `insert into tokenscount (clientid, clienttype, provider, model, prompttokens, completiontokens, totaltokens, meta, state, costmicrousd)
      values (?, ?, ?, ?, ?, 0, ?, ?::jsonb, 'pending', ?) returning id`,
-    [row.clientId, row.clientType, row.provider, row.model, row.promptTokens, row.promptTokens, JSON.stringify(row.meta), row.costMicroUsd ?? null],
+    [row.clientId, row.clientType, row.provider, row.model, row.promptTokens, row.promptTokens + (row.reserveTokens ?? 0), JSON.stringify(row.meta), row.costMicroUsd ?? null],
   );
   return String(r!.id);
 }
 
-/** {@link insertPendingCall} before a call: when the row cannot be written, {@link TokensCountWriteError} (the model is not called). */
-export async function beginCall(sql: SqlRunner, row: PendingCallRow): Promise<string> {
+/**
+ * {@link insertPendingCall} before a call: when the row cannot be written, {@link TokensCountWriteError}
+ * (the model is not called). With `budgets`, the row is the call's reservation (prompt estimate +
+ * `reserveTokens`), admitted atomically: {@link QuotaExceededError} when it would pass a budget.
+ */
+export async function beginCall(sql: SqlRunner, row: PendingCallRow, budgets?: TokenBudgets): Promise<string> {
   try {
-    return await insertPendingCall(sql, row);
+    if (!budgets?.enabled) return await insertPendingCall(sql, row);
+    return await budgets.reserve(sql, { clientId: row.clientId, clientType: row.clientType }, row.promptTokens + (row.reserveTokens ?? 0), (on) => insertPendingCall(on, row));
   } catch (err) {
+    if (err instanceof QuotaExceededError) throw err;
     throw new TokensCountWriteError(err);
   }
 }

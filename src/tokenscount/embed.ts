@@ -5,6 +5,7 @@ import { beginCall, estimateCompletion, settleCallWithRetry } from './call-rows'
 import { callDeadline } from './call-deadline';
 import { classifyModelFailure, type ModelFailureReason } from './model-failure';
 import type { PriceTable } from './prices';
+import type { TokenBudgets } from './budgets';
 
 export interface EmbedParams {
   /** Where the tokenscount row is written. */
@@ -32,6 +33,8 @@ export interface EmbedParams {
   settleInBackground?: boolean;
   /** Prices the row (micro-USD) when written and when settled; unset: no cost. */
   prices?: PriceTable;
+  /** Token budgets of the client (see callModelAndLogTokens); an embedding reserves its input. */
+  budgets?: TokenBudgets;
 }
 
 export type EmbedResult =
@@ -55,7 +58,7 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
     model: p.model,
     promptTokens: estimate,
     meta: { ...p.meta, finish: 'pending', inputs: p.input.length },
-  });
+  }, p.budgets);
   const deadline = callDeadline(p.signal, p.timeoutMs, 'embeddings call');
   let result: EmbedResult;
   let usage: { prompt_tokens: number; total_tokens: number } | undefined;

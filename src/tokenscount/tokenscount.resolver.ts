@@ -4,12 +4,15 @@ import { BadUserInputError } from '../graphql/errors';
 import { TokenUsage } from './token-usage.type';
 import { sumUsageForClient } from './tokenscount.service';
 import { breakdownUsage, TokenUsageBucket, UsageGroup } from './usage-breakdown';
+import { Budget } from './budget.type';
+import type { TokenBudgets } from './budgets';
 
 /** What this module needs from the request context (kept local: tokenscount knows no visions). */
 interface TokensContext {
   user: { userId: string } | null;
   /** Where raw statements run (see GraphQLContext.sql). */
   sql: SqlRunner;
+  budgets: TokenBudgets;
 }
 
 @Resolver()
@@ -23,6 +26,12 @@ export class TokensCountResolver {
   ): Promise<TokenUsage> {
     if (since && until && since > until) throw new BadUserInputError('since must not be after until', 'since');
     return sumUsageForClient(ctx.sql, { clientId: ctx.user!.userId, clientType: 'user', since, until });
+  }
+
+  @Authorized()
+  @Query(() => [Budget], { description: "v2. The caller's budgets; empty when none is configured." })
+  async budgets(@Ctx() ctx: TokensContext): Promise<Budget[]> {
+    return (await ctx.budgets.states(ctx.sql, { clientId: ctx.user!.userId, clientType: 'user' })).map(Budget.from);
   }
 
   @Authorized()

@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Config } from '../config';
 import type { Orm } from '../db/orm';
 import { inTransaction, poolRunner, type SqlRunner } from '../db/sql';
@@ -29,7 +30,7 @@ import {
 import type { VisionMessage } from './message.entity';
 import type { ReplyBuffer } from './reply-buffer';
 import { ReplyEvents } from './reply-events';
-import { ReplyRunner, type RunningReply, type StopCause } from './reply-runner';
+import { QUOTA_REASON, ReplyRunner, type RunningReply, type StopCause } from './reply-runner';
 import { StaleReplySweeper } from './stale-sweeper';
 import { MessageState } from './vision.enums';
 import { getVisionForUser, wellFormed } from './vision.service';
@@ -40,8 +41,8 @@ export type { StopCause } from './reply-runner';
 
 export interface DialogDeps {
   orm: Orm;
-  config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
-  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+  config: Pick<Config, 'dialog' | 'llm' | 'maxMessages' | 'memory'>;
+  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
   pubsub: AppPubSub;
   /** Holds the events of replies in progress for resuming subscribers. */
   replyBuffer: ReplyBuffer;
@@ -70,6 +71,17 @@ export class LlmFailedError extends AppError {
       userMessageId,
       replyId,
     });
+  }
+}
+
+/** QUOTA_EXCEEDED for a turn whose reply a token budget refused (the user message is stored). */
+export class QuotaRefusedError extends AppError {
+  constructor(budget: Record<string, unknown>, userMessageId: string, replyId: string) {
+    super(
+      `Your ${budget.period === 'DAY' ? 'daily' : 'monthly'} token budget is spent; your message is kept and retryReply asks again after ${String(budget.resetsAt)}`,
+      ErrorCode.QUOTA_EXCEEDED,
+      { period: budget.period, limitTokens: budget.limitTokens, usedTokens: budget.usedTokens, resetsAt: budget.resetsAt, userMessageId, replyId },
+    );
   }
 }
 
@@ -282,7 +294,10 @@ export class DialogService {
 
   private pairOrError(pair: DialogPair): DialogPair {
     if (pair.assistantMessage.state === MessageState.FAILED) {
-      const reason = (pair.assistantMessage.payload?.error as { reason?: ModelFailureReason } | undefined)?.reason ?? 'upstream_error';
+      const error = pair.assistantMessage.payload?.error as Record<string, unknown> | undefined;
+      // the budget was spent: nothing reached the model; the message is kept, retryReply works after the reset
+      if (error?.reason === QUOTA_REASON) throw new QuotaRefusedError(error, pair.userMessage.id, pair.assistantMessage.id);
+      const reason = (error as { reason?: ModelFailureReason } | undefined)?.reason ?? 'upstream_error';
       throw new LlmFailedError(reason, pair.userMessage.id, pair.assistantMessage.id);
     }
     return pair;

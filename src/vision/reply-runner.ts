@@ -1,5 +1,6 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
+import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { DocumentTool, StoredDocument } from '../files/document-tool';
@@ -7,12 +8,21 @@ import type { Logger } from '../logger';
 import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
 import { callModelAndLogTokens, isProviderFault, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import type { ModelContextPlan } from '../memory/context';
+import { QuotaExceededError } from '../tokenscount/budgets';
 import type { MemoryService } from '../memory/memory.service';
 import { saveReplyProgress } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
 import { storeFinalReply, type ReplyFinal } from './reply-store';
 import { MessageState } from './vision.enums';
+
+/** A reply refused by a token budget stores this reason and the budget (see {@link quotaExtensions}). */
+export const QUOTA_REASON = 'quota_exceeded';
+
+function quotaExtensions(e: QuotaExceededError): Record<string, unknown> {
+  const { period, limitTokens, usedTokens, resetsAt } = e.extensions as Record<string, unknown>;
+  return { period, limitTokens, usedTokens, resetsAt };
+}
 
 /** Why a reply was stopped: a person, a status change, or the server going down. */
 export type StopCause = 'user' | 'status' | 'shutdown';
@@ -43,8 +53,8 @@ export class ReplyRunner {
   constructor(
     private readonly deps: {
       sql: SqlRunner;
-      config: Pick<Config, 'dialog' | 'llm' | 'maxMessages'>;
-      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable };
+      config: Pick<Config, 'dialog' | 'llm' | 'maxMessages' | 'memory'>;
+      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
       breaker: ModelBreaker;
       memory: MemoryService;
       /** `create_document`: offered with every reply, carried out when the model calls it (files/). */
@@ -154,6 +164,7 @@ export class ReplyRunner {
     let result: CallModelResult | undefined;
     let failure: ModelFailureReason | undefined;
     let plan: ModelContextPlan | undefined;
+    let quota: QuotaExceededError | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
       const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage }));
@@ -167,6 +178,9 @@ export class ReplyRunner {
             provider: llm.provider,
             model: llm.model,
             prices: llm.prices,
+            // with budgets, a reply's reservation is its prompt and REPLY_TOKEN_RESERVE, which then caps it
+            budgets: llm.budgets,
+            maxTokens: llm.budgets?.enabled ? config.memory.replyReserveTokens : undefined,
             messages: context.messages,
             tools: this.deps.documents.tools,
             localPromptTokens: context.totalTokens,
@@ -189,7 +203,11 @@ export class ReplyRunner {
       }
     } catch (err) {
       failure = 'upstream_error';
-      if (err instanceof BreakerOpenError) {
+      if (err instanceof QuotaExceededError) {
+        // the budget is spent: nothing was sent to the model, and no row was written
+        quota = err;
+        logger.info({ visionId: reply.visionId, replyId: reply.id, budget: err.extensions }, 'reply refused: token budget spent');
+      } else if (err instanceof BreakerOpenError) {
         // no call was made, so no tokens were spent and no tokenscount row is written
         logger.warn({ visionId: reply.visionId, replyId: reply.id }, 'model breaker open: reply failed at once');
       } else {
@@ -220,7 +238,13 @@ export class ReplyRunner {
 
     const state = failure ? MessageState.FAILED : result?.finish === 'stopped' ? MessageState.STOPPED : MessageState.COMPLETE;
     const cut = result?.finish === 'complete' && (result.finishReason === 'length' || result.finishReason === 'content_filter');
-    const payload = failure ? { error: { reason: failure } } : cut ? { finishReason: result!.finishReason } : null;
+    const payload = quota
+      ? { error: { reason: QUOTA_REASON, ...quotaExtensions(quota) } }
+      : failure
+        ? { error: { reason: failure } }
+        : cut
+          ? { finishReason: result!.finishReason }
+          : null;
     const final = await this.storeFinal({ reply, state, content: text, payload, document, contentWithoutCaption: textBeforeCaption });
     if (final) events.ended(final, seq + 1);
     if (final && plan && final.state !== MessageState.FAILED) {
