@@ -5,7 +5,8 @@
  */
 import { bool, ConfigError, int, str, timeZone, url, type Env } from './config.env';
 import { loadFilesConfig, type FilesConfig } from './files/files.config';
-import { DEFAULT_PRICES, parseModelPrices, type ModelPrice } from './tokenscount/prices';
+import type { ModelPrice } from './tokenscount/prices';
+import { loadBudgetsConfig, loadModelPrices } from './tokenscount/tokenscount.config';
 import { loadSearchConfig, type SearchConfig } from './search/search.config';
 
 export { ConfigError } from './config.env';
@@ -185,16 +186,6 @@ export const DEFAULT_SYSTEM_PROMPT =
   'Help them move toward it: ask clarifying questions, reflect what you hear, and suggest one concrete next step at a time. ' +
   'Answer in the language the person writes in. Be concise.';
 
-function modelPrices(env: Env): Record<string, ModelPrice> {
-  const raw = str(env, 'MODEL_PRICES');
-  if (raw === undefined) return {};
-  try {
-    return parseModelPrices(raw);
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-}
-
 /** Reads and validates the configuration; throws {@link ConfigError} with a clear message. */
 export function loadConfig(env: Env): Config {
   const rawEnv = str(env, 'NODE_ENV') ?? 'development';
@@ -279,7 +270,7 @@ export function loadConfig(env: Env): Config {
       timeoutMs: llmTimeoutMs,
       maxRetries: int(env, 'LLM_MAX_RETRIES', 2, 0, 10),
       offline: !apiKey,
-      prices: { ...DEFAULT_PRICES, ...modelPrices(env) },
+      prices: loadModelPrices(env),
     },
     dialog: {
       maxContentChars: int(env, 'MAX_CONTENT_CHARS', 16_000, 1, 1_000_000),
@@ -290,10 +281,7 @@ export function loadConfig(env: Env): Config {
     memory: { budgetTokens, replyReserveTokens, summaryMaxTokens, summaries: bool(env, 'SUMMARIES', true) },
     search: loadSearchConfig(env),
     files: loadFilesConfig(env, production),
-    budgets: {
-      dayTokens: int(env, 'USER_DAILY_TOKEN_BUDGET', 0, 0, 2_000_000_000),
-      monthTokens: int(env, 'USER_MONTHLY_TOKEN_BUDGET', 0, 0, 2_000_000_000),
-    },
+    budgets: loadBudgetsConfig(env),
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

@@ -30,6 +30,7 @@ import {
 import type { VisionMessage } from './message.entity';
 import type { ReplyBuffer } from './reply-buffer';
 import { ReplyEvents } from './reply-events';
+import { LlmFailedError, QuotaRefusedError } from './dialog.errors';
 import { QUOTA_REASON, ReplyRunner, type RunningReply, type StopCause } from './reply-runner';
 import { StaleReplySweeper } from './stale-sweeper';
 import { MessageState } from './vision.enums';
@@ -62,28 +63,9 @@ export interface DialogPair {
   assistantMessage: VisionMessage;
 }
 
+export { LlmFailedError, QuotaRefusedError } from './dialog.errors';
+
 const MAX_CLIENT_MESSAGE_ID = 200;
-
-export class LlmFailedError extends AppError {
-  constructor(reason: ModelFailureReason | 'interrupted', userMessageId: string, replyId: string) {
-    super(`The model call failed (${reason}); your message is kept and retryReply asks again`, ErrorCode.LLM_FAILED, {
-      reason,
-      userMessageId,
-      replyId,
-    });
-  }
-}
-
-/** QUOTA_EXCEEDED for a turn whose reply a token budget refused (the user message is stored). */
-export class QuotaRefusedError extends AppError {
-  constructor(budget: Record<string, unknown>, userMessageId: string, replyId: string) {
-    super(
-      `Your ${budget.period === 'DAY' ? 'daily' : 'monthly'} token budget is spent; your message is kept and retryReply asks again after ${String(budget.resetsAt)}`,
-      ErrorCode.QUOTA_EXCEEDED,
-      { period: budget.period, limitTokens: budget.limitTokens, usedTokens: budget.usedTokens, resetsAt: budget.resetsAt, userMessageId, replyId },
-    );
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
