@@ -8,6 +8,7 @@ import { SearchResolver } from '../search/search.resolver';
 import { TokensCountResolver } from '../tokenscount/tokenscount.resolver';
 import { DialogResolver } from '../vision/dialog.resolver';
 import { VisionMessageResolver } from '../vision/message.resolver';
+import { NodeResolver } from '../vision/node.resolver';
 import { VisionResolver } from '../vision/vision.resolver';
 import type { GraphQLContext } from './context';
 import { createPubSub } from '@graphql-yoga/subscription';
@@ -15,7 +16,7 @@ import { createPubSub } from '@graphql-yoga/subscription';
 /** Every root field needs an identity; introspection does not. */
 const authChecker: AuthChecker<GraphQLContext> = ({ context }) => context.user !== null;
 
-export const resolvers = [VisionResolver, VisionMessageResolver, DialogResolver, TokensCountResolver, MemoryResolver, SearchResolver, FileResolver, ExportResolver] as const;
+export const resolvers = [VisionResolver, VisionMessageResolver, DialogResolver, TokensCountResolver, MemoryResolver, SearchResolver, FileResolver, ExportResolver, NodeResolver] as const;
 
 /**
  * Subscriptions subscribe through the context's pub/sub (ownership is checked first), so the

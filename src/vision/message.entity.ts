@@ -3,6 +3,7 @@ import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
 import { pgDate, pgDateOrNull } from '../db/sql';
+import { Node } from '../graphql/node';
 import { MessageSender, MessageState, MessageType } from './vision.enums';
 
 /**
@@ -17,7 +18,7 @@ export function messageColumns(alias: string): string {
 }
 
 /** One step of the path (seed §2.3). Table `vision_messages`. */
-@ObjectType()
+@ObjectType({ implements: Node })
 @Entity({ tableName: 'vision_messages' })
 export class VisionMessage {
   @Field(() => ID)

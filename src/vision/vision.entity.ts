@@ -3,10 +3,11 @@ import { GraphQLJSONObject } from 'graphql-scalars';
 import { Field, ID, ObjectType } from 'type-graphql';
 import { v7 as uuidv7 } from 'uuid';
 import { pgDate } from '../db/sql';
+import { Node } from '../graphql/node';
 import { VisionStatus } from './vision.enums';
 
 /** The object of a person's path (seed §2.2). Table `visions`. */
-@ObjectType()
+@ObjectType({ implements: Node })
 @Entity({ tableName: 'visions' })
 export class Vision {
   @Field(() => ID)
