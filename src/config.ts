@@ -8,6 +8,9 @@ import { loadFilesConfig, type FilesConfig } from './files/files.config';
 import type { ModelPrice } from './tokenscount/prices';
 import { loadBudgetsConfig, loadModelPrices } from './tokenscount/tokenscount.config';
 import { loadSearchConfig, type SearchConfig } from './search/search.config';
+import { loadMetricsConfig, type MetricsConfig } from './metrics/metrics.config';
+import { loadPlaygroundConfig, type PlaygroundConfig } from './playground/playground.config';
+import { loadDocumentsConfig, type DocumentsConfig } from './graphql/documents.config';
 
 export { ConfigError } from './config.env';
 
@@ -79,6 +82,9 @@ export interface Config {
   budgets: { dayTokens: number; monthTokens: number };
   jobs: JobsConfig;
   limits: LimitsConfig;
+  metrics: MetricsConfig;
+  playground: PlaygroundConfig;
+  documents: DocumentsConfig;
   graphql: {
     /** @default true */
     introspection: boolean;
@@ -282,6 +288,9 @@ export function loadConfig(env: Env): Config {
     search: loadSearchConfig(env),
     files: loadFilesConfig(env, production),
     budgets: loadBudgetsConfig(env),
+    metrics: loadMetricsConfig(env),
+    playground: loadPlaygroundConfig(env, production),
+    documents: loadDocumentsConfig(env),
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

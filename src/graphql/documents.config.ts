@@ -1,0 +1,26 @@
+import { bool, int, str, type Env } from '../config.env';
+
+/** Which documents the server accepts and how (graphql/trusted-documents.ts, graphql/sse.ts). */
+export interface DocumentsConfig {
+  /** APQ: automatic persisted queries (Apollo Client's persisted-queries link); the cache is Redis when REDIS_URL is set. @default true */
+  apq: boolean;
+  /** APQ_TTL_SECONDS: how long a registered document is kept. @default 86400 */
+  apqTtlSeconds: number;
+  /**
+   * PERSISTED_DOCUMENTS: path of a manifest (GraphQL Codegen client preset's
+   * `persisted-documents.json` or an Apollo persisted query manifest); when set, only its documents
+   * run, over HTTP, WebSocket and SSE; any other is refused (BAD_USER_INPUT, reason PERSISTED_QUERY_NOT_IN_LIST).
+   */
+  persistedDocuments?: string;
+  /** SSE: subscriptions over Server-Sent Events (graphql-sse) at `/graphql/stream`. @default true */
+  sse: boolean;
+}
+
+export function loadDocumentsConfig(env: Env): DocumentsConfig {
+  return {
+    apq: bool(env, 'APQ', true),
+    apqTtlSeconds: int(env, 'APQ_TTL_SECONDS', 86_400, 1, 365 * 86_400),
+    persistedDocuments: str(env, 'PERSISTED_DOCUMENTS'),
+    sse: bool(env, 'SSE', true),
+  };
+}
