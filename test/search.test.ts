@@ -241,7 +241,9 @@ describe('TEXT search', () => {
     for (const u of users) visions.push([await createVision(u, 'A'), await createVision(u, 'B')]);
     const all = visions.flat();
     // 100,000 messages spread over 10 visions of 5 users; every user has the word "марафон" in 1 % of them
-    await server.sql(
+    // on a connection of its own: the server's pool has a statement timeout (DB_TIMEOUT_MS) that a
+    // loaded machine can pass here, and a client that gives up does not stop the insert on the server
+    await bulkSql(
       `insert into vision_messages (id, visionid, sender, messagetype, content, state, createdat)
        select gen_random_uuid(), (?::uuid[])[1 + n % 10], case when n % 2 = 0 then 'user' else 'assistant' end, 'text',
               case when (n / 10) % 100 = 7 then 'Готовлюсь к марафону, шаг ' || n else 'Обычный день номер ' || n || ', работа и отдых' end,
@@ -249,49 +251,64 @@ describe('TEXT search', () => {
        from generate_series(1, 100000) n`,
       [`{${all.join(',')}}`],
     );
-    await server.sql('analyze vision_messages');
-    const mine = visions[0]!;
-    const [{ n: expected }] = await server.sql<{ n: string }>(
-      `select count(*) as n from vision_messages where visionid = any(?::uuid[]) and searchtsv @@ websearch_to_tsquery('russian', 'марафон')`,
-      [`{${mine.join(',')}}`],
-    );
-    expect(Number(expected)).toBe(200);
-    const { sql, params } = textSearchStatement({ visionIds: mine, query: 'марафон', limit: 21, depth: 2000 });
-    let i = 0;
-    const pg = new PgClient({ connectionString: scratch.url });
-    await pg.connect();
+    await bulkSql('analyze vision_messages', []);
     try {
-      const res = await pg.query(`explain (analyze, format json) ${sql.replace(/\?/g, () => `$${++i}`)}`, params.map((p) => (typeof p === 'number' ? p : String(p))));
-      const plan = JSON.stringify(res.rows[0]['QUERY PLAN']);
-      const nodes: any[] = [];
-      const walk = (n: any) => {
-        nodes.push(n);
-        (n.Plans ?? []).forEach(walk);
-      };
-      walk(res.rows[0]['QUERY PLAN'][0].Plan);
-      const index = nodes.find((n) => n['Node Type'] === 'Bitmap Index Scan');
-      expect(index?.['Index Name']).toBe('vision_messages_search_idx');
-      // both the vision and the words are conditions of the index itself
-      expect(index['Index Cond']).toMatch(/visionid/);
-      expect(index['Index Cond']).toMatch(/searchtsv/);
-      // what left the index is exactly the caller's matches: no other user's row reached the heap
-      expect(index['Actual Rows']).toBe(200);
-      const heap = nodes.find((n) => n['Node Type'] === 'Bitmap Heap Scan');
-      expect(heap['Actual Rows']).toBe(200);
-      expect(heap['Rows Removed by Index Recheck'] ?? 0).toBe(0);
-      expect(heap['Rows Removed by Filter'] ?? 0).toBe(0);
-      expect(plan).not.toMatch(/Seq Scan/);
+      const mine = visions[0]!;
+      const [{ n: expected }] = await server.sql<{ n: string }>(
+        `select count(*) as n from vision_messages where visionid = any(?::uuid[]) and searchtsv @@ websearch_to_tsquery('russian', 'марафон')`,
+        [`{${mine.join(',')}}`],
+      );
+      expect(Number(expected)).toBe(200);
+      const { sql, params } = textSearchStatement({ visionIds: mine, query: 'марафон', limit: 21, depth: 2000 });
+      let i = 0;
+      const pg = new PgClient({ connectionString: scratch.url });
+      await pg.connect();
+      try {
+        const res = await pg.query(`explain (analyze, format json) ${sql.replace(/\?/g, () => `$${++i}`)}`, params.map((p) => (typeof p === 'number' ? p : String(p))));
+        const plan = JSON.stringify(res.rows[0]['QUERY PLAN']);
+        const nodes: any[] = [];
+        const walk = (n: any) => {
+          nodes.push(n);
+          (n.Plans ?? []).forEach(walk);
+        };
+        walk(res.rows[0]['QUERY PLAN'][0].Plan);
+        const index = nodes.find((n) => n['Node Type'] === 'Bitmap Index Scan');
+        expect(index?.['Index Name']).toBe('vision_messages_search_idx');
+        // both the vision and the words are conditions of the index itself
+        expect(index['Index Cond']).toMatch(/visionid/);
+        expect(index['Index Cond']).toMatch(/searchtsv/);
+        // what left the index is exactly the caller's matches: no other user's row reached the heap
+        expect(index['Actual Rows']).toBe(200);
+        const heap = nodes.find((n) => n['Node Type'] === 'Bitmap Heap Scan');
+        expect(heap['Actual Rows']).toBe(200);
+        expect(heap['Rows Removed by Index Recheck'] ?? 0).toBe(0);
+        expect(heap['Rows Removed by Filter'] ?? 0).toBe(0);
+        expect(plan).not.toMatch(/Seq Scan/);
+      } finally {
+        await pg.end();
+      }
+      // and the API agrees
+      const hits = await hitsOf(users[0]!, 'марафон', { mode: 'TEXT', first: 50 });
+      expect(hits).toHaveLength(50);
+      expect(new Set(hits.map((h) => h.vision.id)).size).toBe(2);
+      for (const h of hits) expect(mine).toContain(h.vision.id);
     } finally {
-      await pg.end();
+      await bulkSql(`delete from vision_messages where visionid = any(?::uuid[])`, [`{${all.join(',')}}`]);
     }
-    // and the API agrees
-    const hits = await hitsOf(users[0]!, 'марафон', { mode: 'TEXT', first: 50 });
-    expect(hits).toHaveLength(50);
-    expect(new Set(hits.map((h) => h.vision.id)).size).toBe(2);
-    for (const h of hits) expect(mine).toContain(h.vision.id);
-    await server.sql(`delete from vision_messages where visionid = any(?::uuid[])`, [`{${all.join(',')}}`]);
   }, 120_000);
 });
+
+/** One statement (`?` placeholders) on a connection of its own, without the server pool's statement timeout. */
+async function bulkSql(query: string, params: unknown[]): Promise<void> {
+  const pg = new PgClient({ connectionString: scratch.url });
+  await pg.connect();
+  try {
+    let i = 0;
+    await pg.query(query.replace(/\?/g, () => `$${++i}`), params);
+  } finally {
+    await pg.end();
+  }
+}
 
 describe('embeddings, SEMANTIC and HYBRID', () => {
   it('every COMPLETE message gets an embedding from a job, one tokenscount row per embeddings call', async () => {
