@@ -316,6 +316,26 @@ describe('durable jobs', () => {
     }
   }, 90_000);
 
+  test('a stop while a summary call hangs cuts the call short: the request is aborted and its row settled', async () => {
+    // a model timeout far beyond the test: only the queue's stop can end this call
+    const own = await startTestServer({ ...env, LLM_TIMEOUT_MS: '120000' });
+    let stopped = false;
+    try {
+      const user = newUser('stop');
+      const visionId = await createVision(user, own);
+      summaryBehaviour = () => ({ kind: 'hang' });
+      for (let i = 1; i <= 4; i++) expect((await send(user, visionId, `h${i} hang`, own)).errors).toBeUndefined();
+      const request = await waitFor('the summary request', async () => summaries()[0]);
+      await own.stop();
+      stopped = true;
+      await waitFor('the hanging summary request aborted by the stop', async () => request.aborted, 10_000);
+      const rows = await server.sql(`select state, meta->>'purpose' as purpose from tokenscount where meta->>'visionid' = ? and meta->>'purpose' = 'summary'`, [visionId]);
+      expect(rows).toEqual([{ state: 'settled', purpose: 'summary' }]);
+    } finally {
+      if (!stopped) await own.stop();
+    }
+  }, 60_000);
+
   test('two instances on one database: one summary per step, one model call per summary', async () => {
     const second = await startTestServer(env);
     try {

@@ -6,6 +6,8 @@ export interface JobInfo {
   id: string;
   /** 0 on the first run, then 1, 2, ... on retries. */
   retryCount: number;
+  /** Aborted when the queue stops while the job still runs (pass it to model calls). */
+  signal: AbortSignal;
 }
 
 export type JobHandler<T> = (data: T, job: JobInfo) => Promise<void>;
@@ -52,6 +54,8 @@ export class JobQueue {
   private readonly tasks: Registered[] = [];
   private started = false;
   private stopped = false;
+  /** Jobs of this process that run now: their abort controllers and their ends. */
+  private readonly running = new Map<AbortController, Promise<unknown>>();
 
   constructor(private readonly opts: JobQueueOptions) {
     this.boss = new PgBoss({
@@ -89,9 +93,12 @@ export class JobQueue {
       for (let i = 0; i < concurrency; i++) {
         await this.boss.work<unknown>(task.name, { pollingIntervalSeconds: opts.pollSeconds ?? 2, batchSize: 1, includeMetadata: true }, async ([job]) => {
           if (!job) return;
-          const info = { id: job.id, retryCount: (job as { retryCount?: number }).retryCount ?? 0 };
+          const ac = new AbortController();
+          const info = { id: job.id, retryCount: (job as { retryCount?: number }).retryCount ?? 0, signal: ac.signal };
+          const run = task.handler(job.data, info);
+          this.running.set(ac, run.catch(() => undefined));
           try {
-            await task.handler(job.data, info);
+            await run;
           } catch (err) {
             // an error that says when to run again (a client's token budget, until its reset): the
             // job is queued again for then, under the same key, and this one completes
@@ -105,6 +112,8 @@ export class JobQueue {
             // pg-boss retries it; the log says which job and which attempt
             opts.logger.warn({ err, job: task.name, jobId: job.id }, 'background job failed; it is retried with back-off');
             throw err;
+          } finally {
+            this.running.delete(ac);
           }
         });
       }
@@ -140,6 +149,18 @@ export class JobQueue {
     }
   }
 
+  /** Jobs per registered task: waiting (created or retrying) and active, on every instance (metrics). */
+  async sizes(): Promise<{ name: string; waiting: number; active: number }[]> {
+    if (!this.started || this.stopped) return [];
+    return Promise.all(
+      this.tasks.map(async ({ name }) => {
+        // states are ordered: created < retry < active < completed
+        const [waiting, open] = await Promise.all([this.boss.getQueueSize(name), this.boss.getQueueSize(name, { before: 'completed' })]);
+        return { name, waiting, active: Math.max(0, open - waiting) };
+      }),
+    );
+  }
+
   /** Stops taking jobs and waits up to `timeoutMs` for running ones; the rest expire and run elsewhere. */
   async stop(timeoutMs = 5000): Promise<void> {
     if (!this.started || this.stopped) return;
@@ -147,5 +168,13 @@ export class JobQueue {
     await this.boss.stop({ graceful: true, wait: true, timeout: Math.max(1000, timeoutMs) }).catch((err: unknown) => {
       this.opts.logger.warn({ err }, 'stopping the job queue failed');
     });
+    // jobs still running past the grace (pg-boss has failed them: they run again elsewhere) are cut
+    // short: their model calls abort and their handlers return, so pg-boss's workers end now; a
+    // worker left running keeps pg-boss's own timers going after the stop
+    if (!this.running.size) return;
+    for (const ac of this.running.keys()) ac.abort(new Error('the job queue is stopping'));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.running.values()), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 }

@@ -59,8 +59,8 @@ export class MemoryService {
     // an instance with summaries off neither queues nor runs them
     if (!this.deps.config.memory.summaries) return;
     this.jobs = jobs;
-    jobs.register<{ visionId: string }>(SUMMARY_TASK, async ({ visionId }) => {
-      const outcome = await this.summarizer.step(visionId);
+    jobs.register<{ visionId: string }>(SUMMARY_TASK, async ({ visionId }, job) => {
+      const outcome = await this.summarizer.step(visionId, job.signal);
       if (outcome !== 'nothing') this.deps.logger.info({ visionId, outcome }, 'summary step');
       if (outcome === 'more') await this.queueSummary(visionId);
     });

@@ -1,6 +1,7 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
+import type { Metrics } from '../metrics/metrics';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { SqlRunner } from '../db/sql';
 import { SUMMARY_PROMPT_MARKER } from '../llm/offline-responder';
@@ -17,7 +18,7 @@ const MAX_STEP_MESSAGES = 200;
 
 export interface SummarizerDeps {
   sql: SqlRunner;
-  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
+  llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets; /** Model calls are reported here (metrics/). */ metrics?: Metrics };
   tokenizer: Tokenizer;
   rules: ContextRules & { summaryMaxTokens: number };
   timeoutMs: number;
@@ -50,7 +51,7 @@ function transcript(messages: VisionMessage[]): string {
 export class Summarizer {
   constructor(private readonly deps: SummarizerDeps) {}
 
-  async step(visionId: string): Promise<SummaryOutcome> {
+  async step(visionId: string, signal?: AbortSignal): Promise<SummaryOutcome> {
     const { sql, tokenizer: tok, rules } = this.deps;
     const vision = await findVisionState(sql, visionId);
     if (!vision || vision.status === 'deleted') return 'nothing';
@@ -84,9 +85,11 @@ export class Summarizer {
       model: this.deps.llm.model,
       prices: this.deps.llm.prices,
       budgets: this.deps.llm.budgets,
+      metrics: this.deps.llm.metrics,
       messages,
       meta: { module: 'vision', visionid: visionId, purpose: 'summary' },
       timeoutMs: this.deps.timeoutMs,
+      signal,
       maxTokens: rules.summaryMaxTokens,
       logger: this.deps.logger,
     });

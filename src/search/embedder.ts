@@ -1,6 +1,7 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
+import type { Metrics } from '../metrics/metrics';
 import type { SqlRunner } from '../db/sql';
 import { queryRows } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
@@ -51,7 +52,7 @@ class QueryCache {
 export interface EmbeddingDeps {
   sql: SqlRunner;
   config: SearchConfig;
-  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
+  llm: { client: OpenAI; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets; /** Model calls are reported here (metrics/). */ metrics?: Metrics };
   timeoutMs: number;
   store: VectorStore;
   logger: Logger;
@@ -80,8 +81,8 @@ export class EmbeddingService {
   useJobs(jobs: JobQueue): void {
     if (!this.enabled) return;
     this.jobs = jobs;
-    jobs.register<{ visionId: string }>(EMBEDDING_TASK, async ({ visionId }) => {
-      const outcome = await this.embedPending(visionId);
+    jobs.register<{ visionId: string }>(EMBEDDING_TASK, async ({ visionId }, job) => {
+      const outcome = await this.embedPending(visionId, job.signal);
       if (outcome === 'more') await this.queue(visionId);
     });
     jobs.register<{ after?: string }>(BACKFILL_TASK, async ({ after }) => {
@@ -119,7 +120,7 @@ export class EmbeddingService {
   }
 
   /** Embeds one batch of the vision's messages that have no embedding of the model, newest first. */
-  async embedPending(visionId: string): Promise<'none' | 'done' | 'more'> {
+  async embedPending(visionId: string, signal?: AbortSignal): Promise<'none' | 'done' | 'more'> {
     const { config } = this.deps;
     const rows = await queryRows<{ id: string; content: string; userid: string }>(
       this.deps.sql,
@@ -141,6 +142,8 @@ export class EmbeddingService {
     const vectors = await this.embed(
       batch.map((r) => r.content),
       { clientId: batch[0]!.userid, meta: { module: 'search', visionid: visionId, purpose: 'embedding', for: 'messages' } },
+      false,
+      signal,
     );
     await this.deps.store.store(this.deps.sql, this.model, batch.map((r, i) => ({ messageId: r.id, vector: vectors[i]! })));
     return rows.length > batch.length ? 'more' : 'done';
@@ -185,7 +188,12 @@ export class EmbeddingService {
     return v!;
   }
 
-  private async embed(texts: string[], who: { clientId: string; meta: Record<string, unknown> }, settleInBackground = false): Promise<number[][]> {
+  private async embed(
+    texts: string[],
+    who: { clientId: string; meta: Record<string, unknown> },
+    settleInBackground = false,
+    signal?: AbortSignal,
+  ): Promise<number[][]> {
     const { config, llm } = this.deps;
     const result = await embedAndLogTokens({
       em: this.deps.sql,
@@ -195,6 +203,7 @@ export class EmbeddingService {
       provider: llm.provider,
       prices: llm.prices,
       budgets: llm.budgets,
+      metrics: llm.metrics,
       model: this.model,
       input: texts.map((t) => t.slice(0, MAX_INPUT_CHARS)),
       dimensions: config.embeddingDimensions || undefined,
@@ -202,6 +211,7 @@ export class EmbeddingService {
       timeoutMs: this.deps.timeoutMs,
       logger: this.deps.logger,
       settleInBackground,
+      signal,
     });
     if (!result.ok) throw new EmbeddingFailedError(result);
     return result.vectors;

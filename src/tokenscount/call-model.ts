@@ -7,6 +7,7 @@ import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry } fr
 import { callDeadline } from './call-deadline';
 import { cachedPromptTokens, type PriceTable } from './prices';
 import type { TokenBudgets } from './budgets';
+import type { Metrics } from '../metrics/metrics';
 import {
   classifyModelFailure,
   DeltaHandlerError,
@@ -73,6 +74,8 @@ export interface CallModelParams {
    * is not called. Pass `maxTokens` with them, so an answer cannot outgrow its reservation.
    */
   budgets?: TokenBudgets;
+  /** Where the call is reported (metrics/): outcome, latency to the first token and in all, tokens by `meta.purpose`. */
+  metrics?: Pick<Metrics, 'modelCall'>;
 }
 
 /** A function call the model made, its arguments as the raw text it streamed (JSON, unchecked). */
@@ -145,6 +148,8 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
   let finish: ModelFinish = 'complete';
   let failure: ModelFailure | undefined;
   let error: unknown;
+  const started = performance.now();
+  let firstTokenAt: number | undefined;
   try {
     const stream = await p.client.chat.completions.create(
       {
@@ -161,6 +166,7 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     for await (const chunk of stream) {
       if (chunk.usage) usage = chunk.usage;
       const choice = chunk.choices?.[0];
+      if (firstTokenAt === undefined && (choice?.delta?.content || choice?.delta?.tool_calls?.length)) firstTokenAt = performance.now();
       if (choice?.finish_reason) finishReason = choice.finish_reason;
       for (const t of choice?.delta?.tool_calls ?? []) {
         const call = (calls[t.index ?? 0] ??= { id: '', name: '', arguments: '' });
@@ -193,10 +199,20 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     deadline.dispose();
   }
 
+  const ended = performance.now();
   const estimated = !usage;
   const promptTokens = usage?.prompt_tokens ?? localPromptTokens;
   const completionTokens = usage?.completion_tokens ?? estimateCompletion(content + calls.map((c) => c.name + c.arguments).join(''));
   const totalTokens = usage?.total_tokens ?? promptTokens + completionTokens;
+  p.metrics?.modelCall({
+    purpose: p.meta?.purpose,
+    outcome: failure?.reason ?? finish,
+    seconds: (ended - started) / 1000,
+    firstTokenSeconds: firstTokenAt === undefined ? undefined : (firstTokenAt - started) / 1000,
+    promptTokens,
+    completionTokens,
+    estimated,
+  });
   const settled = await settleCallWithRetry(
     p.em,
     tokensCountId,

@@ -6,6 +6,7 @@ import { callDeadline } from './call-deadline';
 import { classifyModelFailure, type ModelFailureReason } from './model-failure';
 import type { PriceTable } from './prices';
 import type { TokenBudgets } from './budgets';
+import type { Metrics } from '../metrics/metrics';
 
 export interface EmbedParams {
   /** Where the tokenscount row is written. */
@@ -35,6 +36,8 @@ export interface EmbedParams {
   prices?: PriceTable;
   /** Token budgets of the client (see callModelAndLogTokens); an embedding reserves its input. */
   budgets?: TokenBudgets;
+  /** Where the call is reported (metrics/): outcome, latency, tokens by `meta.purpose`. */
+  metrics?: Pick<Metrics, 'modelCall'>;
 }
 
 export type EmbedResult =
@@ -62,6 +65,7 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   const deadline = callDeadline(p.signal, p.timeoutMs, 'embeddings call');
   let result: EmbedResult;
   let usage: { prompt_tokens: number; total_tokens: number } | undefined;
+  const started = performance.now();
   try {
     const res = await p.client.embeddings.create(
       { model: p.model, input: p.input, encoding_format: 'float', ...(p.dimensions ? { dimensions: p.dimensions } : {}) },
@@ -83,6 +87,14 @@ export async function embedAndLogTokens(p: EmbedParams): Promise<EmbedResult> {
   }
 
   const prompt = usage?.prompt_tokens ?? estimate;
+  p.metrics?.modelCall({
+    purpose: p.meta?.purpose,
+    outcome: result.ok ? 'complete' : result.reason,
+    seconds: (performance.now() - started) / 1000,
+    promptTokens: prompt,
+    completionTokens: 0,
+    estimated: !usage,
+  });
   const settled = settleCallWithRetry(
     p.em,
     tokensCountId,

@@ -1,6 +1,7 @@
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
+import type { Metrics } from '../metrics/metrics';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
 import type { DocumentTool, StoredDocument } from '../files/document-tool';
@@ -54,7 +55,7 @@ export class ReplyRunner {
     private readonly deps: {
       sql: SqlRunner;
       config: Pick<Config, 'dialog' | 'llm' | 'maxMessages' | 'memory'>;
-      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
+      llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets; /** Model calls are reported here (metrics/). */ metrics?: Metrics };
       breaker: ModelBreaker;
       memory: MemoryService;
       /** `create_document`: offered with every reply, carried out when the model calls it (files/). */
@@ -180,6 +181,7 @@ export class ReplyRunner {
             prices: llm.prices,
             // with budgets, a reply's reservation is its prompt and REPLY_TOKEN_RESERVE, which then caps it
             budgets: llm.budgets,
+            metrics: llm.metrics,
             maxTokens: llm.budgets?.enabled ? config.memory.replyReserveTokens : undefined,
             messages: context.messages,
             tools: this.deps.documents.tools,
