@@ -11,12 +11,16 @@ import { createAuthenticator, type Identity } from './graphql/auth';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
 import { RateLimits } from './graphql/rate-limits';
 import { startGraphqlWs } from './graphql/ws-server';
+import { registerGraphqlSse } from './graphql/sse';
+import { createTrustedDocuments } from './graphql/trusted-documents';
 import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
 import { createOpenAIClient, type OpenAI } from './llm/openai.client';
 import { startOfflineResponder, type OfflineResponder } from './llm/offline-responder';
 import { JobQueue } from './jobs/queue';
+import { createMetrics, knexPoolUsage, type Metrics } from './metrics/metrics';
+import { serveMetrics } from './metrics/metrics.route';
 import { MemoryService } from './memory/memory.service';
 import { createSearch, type SearchModule } from './search/search.module';
 import { createFiles, type FilesModule } from './files/files.module';
@@ -27,6 +31,7 @@ import { DialogService } from './vision/dialog.service';
 import { MemoryReplyBuffer, RedisReplyBuffer, type ReplyBuffer } from './vision/reply-buffer';
 import type { Logger } from './logger';
 import { createVisionLoaders } from './vision/vision.loaders';
+import { createPlayground } from './playground/playground.route';
 
 export interface AppServer {
   /** Base URL, e.g. http://127.0.0.1:4000 */
@@ -40,6 +45,10 @@ export interface AppServer {
   budgets: TokenBudgets;
   jobs: JobQueue;
   pubsub: AppPubSub;
+  /** Prometheus metrics of this server (GET /metrics); unset when METRICS=false or served nowhere. */
+  metrics?: Metrics;
+  /** Base URL of the METRICS_PORT listener, when there is one. */
+  metricsUrl?: string;
   /**
    * Stops taking operations, lets running replies finish for up to `graceMs` (then stores them
    * STOPPED), closes WebSockets (1001), drains HTTP, stops Apollo. The database is the caller's.
@@ -96,7 +105,8 @@ export async function startServer(opts: {
   });
   // prices in force for this process's rows (the dated default table and MODEL_PRICES)
   const budgets = new TokenBudgets(config.budgets);
-  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices), budgets };
+  const metrics = createMetrics({ config: config.metrics, production: config.nodeEnv === 'production', logger });
+  const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices), budgets, metrics };
   // durable background jobs (summaries, embeddings) on the same PostgreSQL; any instance runs any job
   const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
   const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
@@ -140,7 +150,9 @@ export async function startServer(opts: {
   const buildContext = (user: Identity | null): GraphQLContext => new OperationContext(user, services);
 
   const armor = createArmor(config);
-  const apollo = await createApollo({ config, logger, schema, armor, limits });
+  // which documents run, over every transport: the PERSISTED_DOCUMENTS safelist; APQ (in Redis when set)
+  const trusted = createTrustedDocuments({ config: config.documents, redis: backend.redis, logger });
+  const apollo = await createApollo({ config, logger, schema, armor, limits, trusted, metrics });
 
   const graphqlHandler = fastifyApolloHandler(apollo, {
     context: async (request) => {
@@ -148,6 +160,9 @@ export async function startServer(opts: {
       return buildContext(identity);
     },
   });
+  // GraphiQL for browsers at GET /graphql, its files under /graphql/playground/ (PLAYGROUND, PLAYGROUND_UI)
+  const playground = createPlayground({ config, logger });
+  playground.registerRoutes(app);
   app.route({
     url: '/graphql',
     method: ['GET', 'POST', 'OPTIONS'],
@@ -155,11 +170,16 @@ export async function startServer(opts: {
     errorHandler: graphqlHttpErrorHandler,
     // every statement the request runs is counted in its own store
     handler(request, reply) {
+      // a browser's GET without a query gets the playground (GraphiQL), before Apollo sees it
+      if (playground.wants(request)) return playground.serve(request, reply);
       // async context tracking costs every promise something, so it is on only when asked for
       if (!config.graphql.exposeSqlStats) return graphqlHandler.call(this, request, reply);
       return sqlStats.run({ statements: 0 }, () => graphqlHandler.call(this, request, reply));
     },
   });
+
+  // subscriptions (and queries) over Server-Sent Events on /graphql/stream, for proxies without WebSockets
+  const sse = config.documents.sse ? registerGraphqlSse(app, { schema, config, logger, auth, armor, limits, trusted, buildContext }) : undefined;
 
   files.registerRoutes(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -179,9 +199,13 @@ export async function startServer(opts: {
     }
   });
 
+  // GET /metrics (Prometheus): on this port (with METRICS_TOKEN in production) or on METRICS_PORT
+  metrics?.watch({ replies: () => dialog.activeReplies, pool: () => knexPoolUsage(db.orm.em.getConnection().getKnex()), jobs: () => jobs.sizes() });
+  const metricsEndpoint = metrics && (await serveMetrics({ app, metrics, config: config.metrics, logger }));
+
   app.server.headersTimeout = config.limits.headersTimeoutMs;
   await app.listen({ port: config.port, host: config.host });
-  const { wss, dispose: disposeWs } = startGraphqlWs({ server: app.server, schema, config, logger, auth, armor, limits, buildContext });
+  const { wss, dispose: disposeWs } = startGraphqlWs({ server: app.server, schema, config, logger, auth, armor, limits, buildContext, trusted, metrics });
 
   const addr = app.server.address() as AddressInfo;
   const url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
@@ -199,6 +223,8 @@ export async function startServer(opts: {
     budgets,
     jobs,
     pubsub,
+    metrics,
+    metricsUrl: metricsEndpoint?.url,
     stop(graceMs = 0) {
       stopping ??= (async () => {
         const t0 = performance.now();
@@ -218,6 +244,9 @@ export async function startServer(opts: {
         await disposeWs();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         step('WebSockets closed');
+        // open event streams end (graphql-sse clients reconnect): the HTTP server cannot drain while they last
+        await sse?.close();
+        step('event streams ended');
         // requests still running finish; keep-alive connections close as soon as they are idle,
         // and after 5 s whatever is left is cut
         const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
@@ -230,6 +259,7 @@ export async function startServer(opts: {
           clearTimeout(cut);
         }
         step('HTTP drained');
+        await metricsEndpoint?.close();
         await offline?.close();
         await files.close();
         breaker.shutdown();

@@ -1,5 +1,6 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { GraphQLError, type GraphQLSchema, type ValidationContext, type ValidationRule } from 'graphql';
@@ -10,6 +11,9 @@ import type { GraphQLContext } from './context';
 import { createFormatError, ErrorCode } from './errors';
 import { jitGateway } from './executor';
 import type { RateLimits } from './rate-limits';
+import { metricsPlugin } from '../metrics/apollo-plugin';
+import type { Metrics } from '../metrics/metrics';
+import type { TrustedDocuments } from './trusted-documents';
 
 /**
  * One log line per GraphQL operation: name, user, duration, error code. No variables, no content.
@@ -147,6 +151,10 @@ export async function createApollo(opts: {
   schema: GraphQLSchema;
   armor: Armor;
   limits: RateLimits;
+  /** Which documents run (safelist, APQ); unset: Apollo's defaults. */
+  trusted?: TrustedDocuments;
+  /** Operations are counted and timed here (GET /metrics). */
+  metrics?: Metrics;
 }): Promise<ApolloServer<GraphQLContext>> {
   const { config, logger, schema, armor, limits } = opts;
   const production = config.nodeEnv === 'production';
@@ -156,6 +164,8 @@ export async function createApollo(opts: {
     introspection: config.graphql.introspection,
     includeStacktraceInErrorResponses: !production,
     allowBatchedHttpRequests: false,
+    // automatic persisted queries (in Redis when REDIS_URL is set), off under a safelist
+    ...(opts.trusted ? { persistedQueries: opts.trusted.persistedQueries } : {}),
     // the entry point owns SIGTERM/SIGINT and shuts down in order (replies, WebSockets, HTTP, database)
     stopOnTerminationSignals: false,
     // a document over the limit is a syntax error (GRAPHQL_PARSE_FAILED, HTTP 400), as over WebSocket
@@ -163,12 +173,19 @@ export async function createApollo(opts: {
     validationRules: armor.validationRules as ValidationRule[],
     formatError: createServerFormatError(config, logger),
     plugins: [
+      // first: it decides which text the request runs before any other plugin sees it
+      ...(opts.trusted ? [opts.trusted.apolloPlugin<GraphQLContext>()] : []),
       ...armor.plugins,
       rateLimitPlugin(limits),
       // no cache hints are used; the default plugin would wrap every field resolver
       ApolloServerPluginCacheControlDisabled(),
       operationLogPlugin(logger, config.graphql.exposeSqlStats),
-      ...(production ? [ApolloServerPluginLandingPageDisabled()] : []),
+      ...(opts.metrics ? [metricsPlugin<GraphQLContext>(opts.metrics)] : []),
+      // the browser page at GET /graphql: the bundled GraphiQL (src/playground, served before Apollo
+      // sees the request), or with PLAYGROUND_UI=apollo Apollo's own landing page (loaded from its CDN)
+      config.playground.enabled && config.playground.ui === 'apollo'
+        ? ApolloServerPluginLandingPageLocalDefault({ embed: true })
+        : ApolloServerPluginLandingPageDisabled(),
     ],
     logger: {
       debug: (m) => logger.debug(m),

@@ -17,6 +17,7 @@ import type { Logger } from '../logger';
 import { createServerFormatError, type Armor } from './apollo';
 import { ErrorCode } from './errors';
 import { DocumentCache } from './subscriptions';
+import { DocumentRefusedError, type TrustedDocuments } from './trusted-documents';
 
 /**
  * Queries, mutations and subscriptions over WebSocket go through what Apollo Server does for an
@@ -33,7 +34,7 @@ export class WsOperations {
   private readonly formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
 
   constructor(
-    private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor },
+    private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor; trusted?: TrustedDocuments },
   ) {
     const { config } = opts;
     this.production = config.nodeEnv === 'production';
@@ -55,7 +56,15 @@ export class WsOperations {
    * graphql-ws's `context` option.
    */
   prepare(payload: SubscribePayload): ExecutionArgs | GraphQLError[] {
-    const loaded = this.documents.load(payload.query);
+    // the safelist (PERSISTED_DOCUMENTS) decides first: a refused text is not even parsed
+    let query = payload.query;
+    try {
+      if (this.opts.trusted) query = this.opts.trusted.resolve(payload.query, payload.extensions);
+    } catch (err) {
+      if (err instanceof DocumentRefusedError) return [err];
+      throw err;
+    }
+    const loaded = this.documents.load(query);
     if (loaded.errors) {
       const code = loaded.phase === 'parse' ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED';
       return loaded.errors.map((e) => withCode(e, code));

@@ -9,7 +9,10 @@ import type { GraphQLContext } from './context';
 import { AuthUnavailableError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
 import { createSharedSubscribe } from './subscriptions';
+import type { TrustedDocuments } from './trusted-documents';
 import { WsOperations } from './ws-operations';
+import type { Metrics } from '../metrics/metrics';
+import { WsMeter } from '../metrics/ws-meter';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
 
 export interface GraphqlWsServer {
@@ -30,19 +33,25 @@ export function startGraphqlWs(opts: {
   armor: Armor;
   limits: RateLimits;
   buildContext(user: Identity | null): GraphQLContext;
+  /** Which documents run (PERSISTED_DOCUMENTS); unset: any. */
+  trusted?: TrustedDocuments;
+  /** Connections, subscriptions and operations are reported here (GET /metrics). */
+  metrics?: Metrics;
 }): GraphqlWsServer {
   const { config, auth, limits } = opts;
   const wsPerUser = new Map<string, number>();
   const wss = new WebSocketServer({ server: opts.server, path: '/graphql', maxPayload: 64 * 1024 });
   // the same limits and error formatting as over HTTP; valid documents parsed once per distinct
   // text, and each event executed once per distinct operation, however many subscribers it has
-  const operations = new WsOperations({ schema: opts.schema, config, logger: opts.logger, armor: opts.armor });
+  const operations = new WsOperations({ schema: opts.schema, config, logger: opts.logger, armor: opts.armor, trusted: opts.trusted });
+  const meter = opts.metrics && new WsMeter(opts.metrics, wss);
   const wsServer = serveGraphqlWs<WsExtra & { identity?: Identity }>(
     {
       schema: opts.schema,
       jsonMessageReviver: operations.documents.reviver,
-      onNext: operations.onNext,
-      onError: operations.onError,
+      onNext: meter ? meter.wrapNext(operations.onNext) : operations.onNext,
+      onError: meter ? meter.wrapError(operations.onError) : operations.onError,
+      onOperation: meter?.onOperation,
       subscribe: createSharedSubscribe(),
       // a socket that has not sent connection_init by then is closed (4408)
       connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
@@ -79,6 +88,7 @@ export function startGraphqlWs(opts: {
             else wsPerUser.delete(identity.userId);
           });
           ctx.extra.identity = identity;
+          meter?.connected(ctx);
           return true;
         } catch (err) {
           if (err instanceof UnauthenticatedError) {
@@ -95,6 +105,7 @@ export function startGraphqlWs(opts: {
         }
       },
       onSubscribe: async (ctx, _id, payload) => {
+        meter?.start(payload);
         // a token that expired since connection_init starts nothing new; the client reconnects
         // with a fresh one (graphql-ws clients retry 4403, calling connectionParams again)
         if (identityExpired(ctx.extra.identity, Date.now())) {
