@@ -179,7 +179,7 @@ export async function startServer(opts: {
   });
 
   // subscriptions (and queries) over Server-Sent Events on /graphql/stream, for proxies without WebSockets
-  const sse = config.documents.sse ? registerGraphqlSse(app, { schema, config, logger, auth, armor, limits, trusted, buildContext }) : undefined;
+  const sse = config.documents.sse ? registerGraphqlSse(app, { schema, config, logger, auth, armor, limits, trusted, buildContext, metrics }) : undefined;
 
   files.registerRoutes(app);
   app.get('/healthz', async () => ({ status: 'ok' }));

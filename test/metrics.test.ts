@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client as WsClient } from 'graphql-ws';
 import { print } from 'graphql';
+import { createClient as createSseClient } from 'graphql-sse';
 import { createScratchDatabase } from './support/db';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { errorCode, newUser, startTestServer, type TestServer } from './support/server';
@@ -229,6 +230,50 @@ describe('GET /metrics counts what the server does', () => {
     expect((await scrape(s.url)).value('visionpath_ws_connections')).toBe(before.value('visionpath_ws_connections') + 1);
     await client.dispose();
     await waitUntil('the connection gone', async () => (await scrape(s.url)).value('visionpath_ws_connections') === before.value('visionpath_ws_connections'));
+  });
+
+  test('operations over SSE count with transport "sse": a subscription as it starts, refusals with their code', async () => {
+    const user = newUser('metrics-sse');
+    const visionId = await createVision(user);
+    const before = await scrape(s.url);
+    const sse = createSseClient({ url: `${s.url}/graphql/stream`, headers: { 'x-user-id': user }, retryAttempts: 0 });
+    try {
+      // a running subscription (its first event: a message added through HTTP)
+      const events: unknown[] = [];
+      const stop = sse.subscribe({ query: print(MessageAddedDocument), variables: { visionId } }, { next: (e) => void events.push(e), error: () => undefined, complete: () => undefined });
+      await waitUntil('the SSE subscription counted', async () => {
+        const sc = await scrape(s.url);
+        return opCount(sc, 'MessageAdded', 'subscription', 'OK', 'sse') === opCount(before, 'MessageAdded', 'subscription', 'OK', 'sse') + 1;
+      });
+      stop();
+      // someone else's vision: refused as it starts
+      const foreign = await new Promise<unknown[]>((resolve) => {
+        const got: unknown[] = [];
+        sse.subscribe({ query: print(MessageAddedDocument), variables: { visionId: randomUUID() } }, { next: (e) => void got.push(e), error: (e) => resolve([e]), complete: () => resolve(got) });
+      });
+      expect(JSON.stringify(foreign)).toContain('NOT_FOUND');
+      // a document that does not validate: no name of the client's becomes a label
+      const invalid = await new Promise<unknown[]>((resolve) => {
+        const got: unknown[] = [];
+        sse.subscribe({ query: 'query Invented { nope }' }, { next: (e) => void got.push(e), error: (e) => resolve([e]), complete: () => resolve(got) });
+      });
+      expect(JSON.stringify(invalid)).toContain('BAD_USER_INPUT');
+      // a query over SSE, with its result
+      const vision = await new Promise<any[]>((resolve) => {
+        const got: any[] = [];
+        sse.subscribe({ query: print(GetVisionDocument), variables: { id: visionId } }, { next: (e) => void got.push(e), error: (e) => resolve([e]), complete: () => resolve(got) });
+      });
+      expect(vision[0]?.data?.vision?.id).toBe(visionId);
+      const after = await scrape(s.url);
+      const moved = (op: string, type: string, code: string) => opCount(after, op, type, code, 'sse') - opCount(before, op, type, code, 'sse');
+      expect(moved('MessageAdded', 'subscription', 'OK')).toBe(1);
+      expect(moved('MessageAdded', 'subscription', 'NOT_FOUND')).toBe(1);
+      expect(moved('unknown', 'unknown', 'BAD_USER_INPUT')).toBe(1);
+      expect(moved('GetVision', 'query', 'OK')).toBe(1);
+      expect(after.value(ops, { operation: 'Invented', type: 'query', code: 'BAD_USER_INPUT', transport: 'sse' })).toBe(0);
+    } finally {
+      sse.dispose();
+    }
   });
 
   test('the database pool and the job queue are read at scrape time', async () => {

@@ -81,6 +81,13 @@ const INPUT_CODES = new Set([
   'OPERATION_RESOLUTION_FAILURE',
 ]);
 
+/** The contract code a raw `extensions.code` leaves the server as (what {@link createFormatError} makes of it; metrics). */
+export function contractCode(code: unknown): string {
+  const c = String(code ?? ErrorCode.INTERNAL_SERVER_ERROR);
+  if (OWN_CODES.has(c) || c.startsWith('PERSISTED_QUERY')) return c;
+  return INPUT_CODES.has(c) ? ErrorCode.BAD_USER_INPUT : ErrorCode.INTERNAL_SERVER_ERROR;
+}
+
 const DB_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 const DB_DOWN_MESSAGE =
   /Timeout acquiring a connection|Connection terminated|connect ECONNREFUSED|terminating connection|Connection ended|timeout exceeded when trying to connect|Query read timeout|Transaction query already complete|the database system is (starting up|shutting down)/i;

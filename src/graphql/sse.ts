@@ -1,19 +1,22 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { getOperationAST, GraphQLError, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { createHandler, TOKEN_HEADER_KEY, TOKEN_QUERY_KEY, type Response as SseResponse } from 'graphql-sse';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
+import type { Metrics } from '../metrics/metrics';
 import { graphqlHttpErrorHandler, type Armor } from './apollo';
 import type { Authenticator, Identity } from './auth';
 import type { GraphQLContext } from './context';
-import { AppError, ErrorCode, UnauthenticatedError } from './errors';
+import { AppError, contractCode, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
 import type { TrustedDocuments } from './trusted-documents';
 import { errorResult, identityRefusal, one, refusal, withContractCode, type ErrorBody } from './sse-responses';
 import { SseStreams } from './sse-streams';
 import { createSharedSubscribe } from './subscriptions';
 import { WsOperations } from './ws-operations';
+
+const isAsyncIterable = (v: unknown): boolean => typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 
 /** Where GraphQL over SSE is served (Apollo owns `/graphql`). */
 export const SSE_PATH = '/graphql/stream';
@@ -39,6 +42,8 @@ interface SseRequestContext {
   slot?: boolean;
   /** The server's own request that ends a registered stream nobody connected to. */
   internal?: boolean;
+  /** When the operation of this request arrived (metrics: counted once, as it starts or is refused). */
+  startedAt?: number;
 }
 
 type Ctx = GraphQLContext & Record<PropertyKey, unknown>;
@@ -72,6 +77,8 @@ export function registerGraphqlSse(
     limits: RateLimits;
     /** The PERSISTED_DOCUMENTS safelist, as over WebSocket (a document by hash: `query: ""` and `extensions.persistedQuery`). */
     trusted?: TrustedDocuments;
+    /** Operations are counted here as over WebSocket (transport `sse`). */
+    metrics?: Metrics;
     buildContext(user: Identity | null): GraphQLContext;
   },
 ): GraphqlSse {
@@ -160,8 +167,10 @@ export function registerGraphqlSse(
       if (context.token && !streams.admitOp(context.token, opId!)) {
         return errorResult([tooMany('subscriptions per connection', maxOps)]);
       }
+      context.startedAt = performance.now();
       const refuse = (errors: readonly GraphQLError[]) => {
         if (context.token) streams.opEnded(context.token, opId!);
+        count(context, null, errors);
         return errorResult(errors);
       };
       try {
@@ -189,6 +198,13 @@ export function registerGraphqlSse(
       return { ...prepared, contextValue: opts.buildContext(identity) as Ctx };
     },
 
+    // a subscription counts as it starts (or is refused by its resolver), a query or mutation with its result
+    onOperation(_ctx, req, args, result) {
+      const operation = getOperationAST(args.document, args.operationName);
+      count(req.context, operation, isAsyncIterable(result) ? undefined : (result as ExecutionResult).errors);
+      return undefined;
+    },
+
     onNext: (ctx, _req, result) =>
       (operations.onNext(undefined, '', undefined, { contextValue: ctx }, result as ExecutionResult) ?? undefined) as never,
 
@@ -197,6 +213,13 @@ export function registerGraphqlSse(
       if (token && opId !== undefined) streams.opEnded(token, opId);
     },
   });
+
+  function count(context: SseRequestContext, operation: OperationDefinitionNode | null | undefined, errors: readonly GraphQLError[] | undefined): void {
+    if (!opts.metrics || context.startedAt === undefined) return;
+    const code = errors?.length ? contractCode(errors[0]!.extensions?.code) : undefined;
+    opts.metrics.operation({ operation, code, transport: 'sse', seconds: (performance.now() - context.startedAt) / 1000 });
+    context.startedAt = undefined;
+  }
 
   function streamLimit(): ErrorBody {
     return {

@@ -44,7 +44,7 @@ export interface ModelCallReport {
   estimated: boolean;
 }
 
-export type Transport = 'http' | 'ws';
+export type Transport = 'http' | 'ws' | 'sse';
 
 const OPERATION_TYPES = new Set(['query', 'mutation', 'subscription']);
 
