@@ -1,22 +1,21 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { getOperationAST, GraphQLError, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createHandler, TOKEN_HEADER_KEY, TOKEN_QUERY_KEY, type Response as SseResponse } from 'graphql-sse';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
+import { SseMeter } from '../metrics/sse-meter';
 import { graphqlHttpErrorHandler, type Armor } from './apollo';
 import type { Authenticator, Identity } from './auth';
 import type { GraphQLContext } from './context';
-import { AppError, contractCode, ErrorCode, UnauthenticatedError } from './errors';
+import { AppError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
 import type { TrustedDocuments } from './trusted-documents';
 import { errorResult, identityRefusal, one, refusal, withContractCode, type ErrorBody } from './sse-responses';
 import { SseStreams } from './sse-streams';
 import { createSharedSubscribe } from './subscriptions';
 import { WsOperations } from './ws-operations';
-
-const isAsyncIterable = (v: unknown): boolean => typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 
 /** Where GraphQL over SSE is served (Apollo owns `/graphql`). */
 export const SSE_PATH = '/graphql/stream';
@@ -42,7 +41,7 @@ interface SseRequestContext {
   slot?: boolean;
   /** The server's own request that ends a registered stream nobody connected to. */
   internal?: boolean;
-  /** When the operation of this request arrived (metrics: counted once, as it starts or is refused). */
+  /** When the operation of this request arrived (metrics/sse-meter.ts). */
   startedAt?: number;
 }
 
@@ -86,6 +85,7 @@ export function registerGraphqlSse(
   // parsing, validation and error formatting exactly as for a WebSocket operation (its own cache)
   const operations = new WsOperations({ schema: opts.schema, config, logger, armor: opts.armor, trusted: opts.trusted });
   const maxOps = config.limits.maxSubscriptionsPerConnection;
+  const meter = opts.metrics && new SseMeter(opts.metrics);
   let closing = false;
 
   const streams = new SseStreams({
@@ -167,10 +167,10 @@ export function registerGraphqlSse(
       if (context.token && !streams.admitOp(context.token, opId!)) {
         return errorResult([tooMany('subscriptions per connection', maxOps)]);
       }
-      context.startedAt = performance.now();
+      meter?.start(context);
       const refuse = (errors: readonly GraphQLError[]) => {
         if (context.token) streams.opEnded(context.token, opId!);
-        count(context, null, errors);
+        meter?.refused(context, errors);
         return errorResult(errors);
       };
       try {
@@ -200,8 +200,7 @@ export function registerGraphqlSse(
 
     // a subscription counts as it starts (or is refused by its resolver), a query or mutation with its result
     onOperation(_ctx, req, args, result) {
-      const operation = getOperationAST(args.document, args.operationName);
-      count(req.context, operation, isAsyncIterable(result) ? undefined : (result as ExecutionResult).errors);
+      meter?.ran(req.context, getOperationAST(args.document, args.operationName), result);
       return undefined;
     },
 
@@ -213,13 +212,6 @@ export function registerGraphqlSse(
       if (token && opId !== undefined) streams.opEnded(token, opId);
     },
   });
-
-  function count(context: SseRequestContext, operation: OperationDefinitionNode | null | undefined, errors: readonly GraphQLError[] | undefined): void {
-    if (!opts.metrics || context.startedAt === undefined) return;
-    const code = errors?.length ? contractCode(errors[0]!.extensions?.code) : undefined;
-    opts.metrics.operation({ operation, code, transport: 'sse', seconds: (performance.now() - context.startedAt) / 1000 });
-    context.startedAt = undefined;
-  }
 
   function streamLimit(): ErrorBody {
     return {
