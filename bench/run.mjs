@@ -1,10 +1,13 @@
 // The benchmark harness of issue 5 (see BENCHMARKS.md). Usually started by `npm run bench`
 // (bench/bootstrap.mjs builds the server and installs bench/ first).
 //
-//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]
+//   node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7,8] [--profiles=short,mix,long] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]
 //
-//   --quick     short rounds, small seeds, 200 subscribers: a smoke check (< 2 minutes)
+//   --quick     short rounds, small seeds, 200 subscribers, scenarios 1 and 2 on the `mix`
+//               profile only: a smoke check (< 2 minutes)
 //   --only=…    run only these scenarios (seeding is the same)
+//   --profiles=…  content profiles of scenarios 1 and 2 (bench/lib/profiles.mjs: short, mix, long,
+//               and ascii, the content of rounds 1–2); default short,mix,long (quick: mix)
 //   --profile   the server runs with --cpu-prof; profiles in bench/profiles/<time>/
 //               (summarise with: node bench/profile-summary.mjs <file>)
 //   --embedded  an embedded PostgreSQL even when DATABASE_URL is set or 127.0.0.1:5432 answers
@@ -12,7 +15,7 @@
 //   --heap-snapshots  scenario 5 writes server heap snapshots (idle, then with the subscribers)
 //               to bench/profiles/<time>/ (compare with: node bench/heap-diff.mjs <before> <after>)
 //
-// Only a full run (no --quick, --only, --fan, --profile, --heap-snapshots) writes
+// Only a full run (no --quick, --only, --profiles, --fan, --profile, --heap-snapshots) writes
 // bench/results/<date>.json; the others write <date>.quick.json / <date>.partial.json (git-ignored).
 //
 // This process: the fake model, the autocannon load, the serial latency loops, the streaming
@@ -33,6 +36,7 @@ import WebSocket from 'ws';
 import { scenarioContextAssembly } from './lib/context-bench.mjs';
 import { scenarioSearch } from './lib/search-bench.mjs';
 import { createBenchDatabase, createPostGraphileHelpers, seedTokens, seedVision } from './lib/db.mjs';
+import { DEFAULT_PROFILES, PROFILES as CONTENT_PROFILES, QUICK_PROFILES, describeProfile, seedProfileMessages } from './lib/profiles.mjs';
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
 import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
@@ -50,12 +54,30 @@ const EMBEDDED = argv.includes('--embedded');
 const HEAP = argv.includes('--heap-snapshots');
 const fanArg = argv.find((a) => a.startsWith('--fan='));
 const onlyArg = argv.find((a) => a.startsWith('--only='));
+const profilesArg = argv.find((a) => a.startsWith('--profiles='));
 const ONLY = new Set(onlyArg ? onlyArg.slice(7).split(',').map((s) => s.trim()) : ['1', '2', '3', '4', '5', '6', '7', '8']);
+const USAGE = 'usage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7,8] [--profiles=short,mix,long] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]';
 for (const a of argv) {
-  if (!['--quick', '--profile', '--embedded', '--heap-snapshots'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--fan=')) {
-    console.error(`unknown option ${a}\nusage: node bench/run.mjs [--quick] [--only=1,2,3,4,5,6,7,8] [--fan=1000,5000] [--profile] [--heap-snapshots] [--embedded]`);
+  if (!['--quick', '--profile', '--embedded', '--heap-snapshots'].includes(a) && !['--only=', '--fan=', '--profiles='].some((o) => a.startsWith(o))) {
+    console.error(`unknown option ${a}\n${USAGE}`);
     process.exit(2);
   }
+}
+/** Content profiles of scenarios 1 and 2, in the order they run (bench/lib/profiles.mjs). */
+const CONTENT = profilesArg
+  ? [...new Set(profilesArg.slice(11).split(',').map((s) => s.trim()).filter(Boolean))]
+  : QUICK
+    ? QUICK_PROFILES
+    : DEFAULT_PROFILES;
+for (const name of CONTENT) {
+  if (!CONTENT_PROFILES[name]) {
+    console.error(`unknown profile ${name} (known: ${Object.keys(CONTENT_PROFILES).join(', ')})\n${USAGE}`);
+    process.exit(2);
+  }
+}
+if (CONTENT.length === 0) {
+  console.error(`--profiles= needs at least one profile\n${USAGE}`);
+  process.exit(2);
 }
 
 const P = QUICK
@@ -96,11 +118,12 @@ const P = QUICK
       watchdogS: 45 * 60,
     };
 if (fanArg) P.fanSizes = fanArg.slice(6).split(',').map(Number).filter((n) => n > 0);
-const PARTIAL = !QUICK && (Boolean(onlyArg) || Boolean(fanArg) || PROFILE || HEAP);
+const PARTIAL = !QUICK && (Boolean(onlyArg) || Boolean(profilesArg) || Boolean(fanArg) || PROFILE || HEAP);
 
 const TARGETS = {
-  historyRead: 1.0,
-  list: 1.0,
+  // scenarios 1 and 2: issue 16 (≥ 1.3× PostGraphile on each content profile; issue 5 asked ≥ 1.0×)
+  historyRead: 1.3,
+  list: 1.3,
   write: 0.5,
   length: 1.2,
   fanP99Ms: 50,
@@ -151,7 +174,7 @@ async function gql(base, userId, query, variables) {
   }
   if (json.errors?.length) throw new Error(`${base}: GraphQL errors: ${JSON.stringify(json.errors).slice(0, 600)}`);
   if (res.status !== 200) throw new Error(`${base}: HTTP ${res.status}`);
-  return { data: json.data, headers: res.headers };
+  return { data: json.data, headers: res.headers, bytes: Buffer.byteLength(res.text) };
 }
 
 const serverUrl = () => `http://127.0.0.1:${serverPort}`;
@@ -317,14 +340,44 @@ const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
 const ids = {};
 
+/** The users of a content profile: one reader (scenario 1), one lister (scenario 2). */
+const readerOf = (profile) => `bench-reader-${profile}`;
+const listerOf = (profile) => `bench-lister-${profile}`;
+
+/**
+ * Scenarios 1 and 2's data, once per content profile (bench/lib/profiles.mjs): a reader with one
+ * vision of `P.historyMessages` messages and a lister with `P.listVisions` visions of
+ * `P.listMessages` messages and `P.listTokens` tokenscount rows each. Texts are deterministic
+ * (profile, vision seed, position); every vision has its own seed, so no two visions' last
+ * messages are the same text.
+ */
+async function seedProfiles() {
+  ids.reader = {};
+  ids.list = {};
+  results.profiles = {};
+  for (const profile of CONTENT) {
+    const t0 = performance.now();
+    // by the profile's place in PROFILES, not in this run's list: `--profiles=mix` seeds the same texts as the default run
+    const seedBase = (Object.keys(CONTENT_PROFILES).indexOf(profile) + 1) * 1_000;
+    ids.reader[profile] = await seedVision(pool, { userId: readerOf(profile), title: 'Прочитать историю' });
+    await seedProfileMessages(pool, ids.reader[profile], profile, P.historyMessages, seedBase);
+    ids.list[profile] = [];
+    for (let i = 0; i < P.listVisions; i++) {
+      const id = await seedVision(pool, { userId: listerOf(profile), title: `Цель ${String(i + 1).padStart(2, '0')}`, rank: i });
+      await seedProfileMessages(pool, id, profile, P.listMessages, seedBase + 1 + i);
+      ids.list[profile].push(id);
+    }
+    await seedTokens(pool, listerOf(profile), P.listTokens);
+    const d = await describeProfile(pool, profile, [readerOf(profile), listerOf(profile)]);
+    results.profiles[profile] = d;
+    const side = (who) => (d.bySender[who] ? `${who} ${d.bySender[who].avg_chars} chars / ${d.bySender[who].avg_bytes} bytes (${d.bySender[who].min_bytes}–${d.bySender[who].max_bytes}, stored ${d.bySender[who].avg_stored_bytes})` : '');
+    log(`profile ${profile}: seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s; per message ${side('user')}, ${side('assistant')}`);
+  }
+}
+
 async function seedAll() {
   const t0 = performance.now();
-  ids.reader = await seedVision(pool, { userId: 'bench-reader', title: 'Read the history', messages: P.historyMessages });
-  ids.list = [];
-  for (let i = 0; i < P.listVisions; i++) {
-    ids.list.push(await seedVision(pool, { userId: 'bench-lister', title: `Vision ${String(i + 1).padStart(2, '0')}`, messages: P.listMessages, rank: i }));
-  }
-  await seedTokens(pool, 'bench-lister', P.listTokens);
+  await seedProfiles();
   ids.writers = [];
   ids.floorWriters = [];
   for (let i = 0; i < P.writers; i++) {
@@ -348,49 +401,112 @@ function sideSummary(runs, sql) {
   return { rps: med(runs, 'rps'), p99: med(runs, 'p99'), cpuMsPerRequest: med(runs, 'cpuMsPerRequest'), dbCpuMsPerRequest: med(runs, 'dbCpuMsPerRequest'), sql, rounds: runs };
 }
 
+/**
+ * Runs `fn(profile)` for every content profile of the run. A profile that fails (a check, a
+ * process) is recorded as an error of the scenario (the run then exits 1) with its own row, and
+ * the next profile still runs.
+ */
+async function eachProfile(n, fn) {
+  for (const profile of CONTENT) {
+    try {
+      await fn(profile);
+    } catch (err) {
+      log(`scenario ${n} [${profile}] FAILED: ${err?.stack ?? err}`);
+      results.errors.push({ scenario: n, profile, error: String(err?.message ?? err) });
+      addRow([`${n} FAILED [${profile}]: ${String(err?.message ?? err).split('\n')[0].slice(0, 60)}`, '', '', '', '', 'error']);
+      if (!server && !stopping) await startOurServer().catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Throws unless every list of `lists` ({ side: [[id, content, …], …] }) has `count` entries and
+ * they are equal, entry by entry and in order, to the first list's. The message names the first
+ * difference (ids, content lengths and beginnings).
+ */
+function assertSameMessages(label, count, lists) {
+  const [[refName, ref], ...others] = Object.entries(lists);
+  const show = (e) => (e === undefined ? 'nothing' : JSON.stringify(e.map((x) => (typeof x === 'string' && x.length > 60 ? `${x.slice(0, 60)}… (${x.length} chars)` : x))));
+  for (const [name, list] of [[refName, ref], ...others]) {
+    if (list.length !== count) throw new Error(`${label}: ${name} returned ${list.length} entries, expected ${count}`);
+  }
+  for (const [name, list] of others) {
+    for (let i = 0; i < count; i++) {
+      if (JSON.stringify(list[i]) !== JSON.stringify(ref[i])) {
+        throw new Error(`${label}: ${refName} and ${name} differ at entry ${i + 1} of ${count}:\n  ${refName}: ${show(ref[i])}\n  ${name}: ${show(list[i])}`);
+      }
+    }
+  }
+}
+
 async function scenarioHistoryRead(pgBase) {
-  log('scenario 1: history read, 50 connections, ours vs PostGraphile');
-  const ours = await gql(serverUrl(), 'bench-reader', Q_HISTORY, { id: ids.reader });
-  const theirs = await gql(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
-  const a = ours.data.vision.messages.edges.map((e) => e.node.id);
-  const b = theirs.data.allVisionMessages.edges.map((e) => e.node.id).reverse();
-  if (a.length !== 50 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error('history read: ours and PostGraphile return different messages');
-  const sqlOurs = sqlCounts.history;
-  const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-reader', PG_HISTORY, { visionId: ids.reader });
-  log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
+  log(`scenario 1: history read messages(last: 50), 50 connections, ours vs PostGraphile, profiles ${CONTENT.join(', ')}`);
+  await eachProfile(1, (profile) => historyReadProfile(pgBase, profile));
+}
+
+/** Scenario 1 on one content profile: check that both sides return the same page, then measure. */
+async function historyReadProfile(pgBase, profile) {
+  const user = readerOf(profile);
+  const id = ids.reader[profile];
+  log(`scenario 1 [${profile}]: ${CONTENT_PROFILES[profile].description}`);
+  // the same page from both servers and from the database: ids and contents, oldest first
+  const ours = await gql(serverUrl(), user, Q_HISTORY, { id });
+  const theirs = await gql(pgBase, user, PG_HISTORY, { visionId: id });
+  const fromDb = await pool.query('select id, content from vision_messages where visionid = $1 order by createdat desc, id desc limit 50', [id]);
+  assertSameMessages(`history read [${profile}]`, 50, {
+    ours: ours.data.vision.messages.edges.map((e) => [e.node.id, e.node.content]),
+    PostGraphile: theirs.data.allVisionMessages.edges.map((e) => [e.node.id, e.node.content]).reverse(),
+    database: fromDb.rows.map((m) => [m.id, m.content]).reverse(),
+  });
+  const bytes = { ours: ours.bytes, postgraphile: theirs.bytes };
+  const sqlOurs = sqlCounts[`history [${profile}]`];
+  const sqlPg = await pgStatementsPerRequest(pgBase, user, PG_HISTORY, { visionId: id });
+  log(`  same 50 messages (ids and contents) from both servers; response ${kb(bytes.ours)} (ours) / ${kb(bytes.postgraphile)} (PostGraphile); SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
   await versusPostGraphile({
     pgBase,
     key: 'historyRead',
-    user: 'bench-reader',
-    ours: { query: Q_HISTORY, variables: { id: ids.reader } },
-    theirs: { query: PG_HISTORY, variables: { visionId: ids.reader } },
+    profile,
+    user,
+    ours: { query: Q_HISTORY, variables: { id } },
+    theirs: { query: PG_HISTORY, variables: { visionId: id } },
     sql: [sqlOurs, sqlPg],
-    label: '1 history read: req/s @50 conn',
-    p99Label: '  history read: p99 ms',
+    bytes,
+    label: `1 history last:50 [${profile}]: req/s @50 conn`,
+    what: 'history',
   });
 }
 
+const kb = (bytes) => `${(bytes / 1024).toFixed(1)} KB`;
+
 /**
  * Load rounds of one screen against PostGraphile (50 connections, alternating rounds), the
- * scenario's result in `results.scenarios[key]` and its two table rows.
+ * result in `results.scenarios[key][profile]` and its three table rows: req/s, p99, and CPU per
+ * request of the Node process (ours / PostGraphile) and of PostgreSQL (its ratio: ours / theirs,
+ * of the two sums).
  */
-async function versusPostGraphile({ pgBase, key, user, ours, theirs, sql, label, p99Label }) {
+async function versusPostGraphile({ pgBase, key, profile, user, ours, theirs, sql, bytes, label, what }) {
   const common = { connections: 50, headers: headersFor(user), verify: (body) => okBody(body) && body.includes('"edges":[{') };
   const { a: oursRuns, b: pgRuns } = await abRounds(
-    (s) => loadRun('ours', { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify(ours), ...common }),
-    (s) => loadRun('PostGraphile', { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify(theirs), ...common }),
+    (s) => loadRun(`ours [${profile}]`, { base: serverUrl(), pid: server.pid, seconds: s, body: JSON.stringify(ours), ...common }),
+    (s) => loadRun(`PostGraphile [${profile}]`, { base: pgBase, pid: pgProc.pid, seconds: s, body: JSON.stringify(theirs), ...common }),
     P,
   );
   const r = {
+    profile,
+    responseBytes: bytes,
     ours: sideSummary(oursRuns, sql[0]),
     postgraphile: sideSummary(pgRuns, sql[1]),
   };
   r.ratio = r.ours.rps / r.postgraphile.rps;
   r.met = r.ratio >= TARGETS[key];
-  results.scenarios[key] = r;
+  results.scenarios[key] ??= {};
+  results.scenarios[key][profile] = r;
+  const cpu = (side) => `${fmt(side.cpuMsPerRequest, 2)} / ${fmt(side.dbCpuMsPerRequest, 2)}`;
+  const cpuSum = (side) => side.cpuMsPerRequest + side.dbCpuMsPerRequest;
   addRow([label, fmt(r.ours.rps), fmt(r.postgraphile.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS[key].toFixed(1)}×`, r.met ? 'yes' : 'NO']);
-  addRow([p99Label, fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+  addRow([`  [${profile}] ${what}: p99 ms`, fmt(r.ours.p99), fmt(r.postgraphile.p99), `${fmt(r.ours.p99 / r.postgraphile.p99, 2)}×`, '(info)', '']);
+  addRow([`  [${profile}] ${what}: CPU ms/req node / postgres`, cpu(r.ours), cpu(r.postgraphile), `${fmt(cpuSum(r.ours) / cpuSum(r.postgraphile), 2)}×`, '(info)', '']);
 }
 
 let pgProc;
@@ -405,28 +521,57 @@ async function pgStatementsPerRequest(pgBase, userId, query, variables, n = 20) 
 
 // ------------------------------------------------------------------ scenario 2: list
 
+/** The list with the ids of the visions and of their last messages: only for the check before measuring. */
+const Q_LIST_CHECK = 'query List { visions(first: 50) { edges { node { id title lastMessage { id content } tokenUsage { totalTokens } } } } }';
+const PG_LIST_CHECK =
+  'query List($userId: String!) { allVisions(condition: { userid: $userId }, orderBy: [UPDATEDAT_DESC, ID_DESC], first: 50) { edges { node { id title lastMessage: visionMessagesByVisionid(orderBy: [CREATEDAT_DESC, ID_DESC], first: 1) { nodes { id content } } tokenTotal } } } }';
+
 async function scenarioList(pgBase) {
-  log('scenario 2: list of 50 visions, 50 connections, ours vs PostGraphile');
-  const ours = await gql(serverUrl(), 'bench-lister', Q_LIST, {});
-  const theirs = await gql(pgBase, 'bench-lister', PG_LIST, { userId: 'set-by-the-token' });
-  const a = ours.data.visions.edges.map((e) => [e.node.title, e.node.lastMessage?.content ?? null, e.node.tokenUsage.totalTokens]);
-  const b = theirs.data.allVisions.edges.map((e) => [e.node.title, e.node.lastMessage.nodes[0]?.content ?? null, e.node.tokenTotal]);
-  if (a.length !== P.listVisions || JSON.stringify(a) !== JSON.stringify(b)) {
-    throw new Error(`list: ours and PostGraphile disagree:\n${JSON.stringify(a.slice(0, 3))}\n${JSON.stringify(b.slice(0, 3))}`);
-  }
-  const sqlOurs = sqlCounts.list;
-  const sqlPg = await pgStatementsPerRequest(pgBase, 'bench-lister', PG_LIST, { userId: 'x' });
-  log(`  SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
+  log(`scenario 2: list of 50 visions, 50 connections, ours vs PostGraphile, profiles ${CONTENT.join(', ')}`);
+  await eachProfile(2, (profile) => listProfile(pgBase, profile));
+}
+
+/** Scenario 2 on one content profile: check that both sides return the same visions and last messages, then measure. */
+async function listProfile(pgBase, profile) {
+  const user = listerOf(profile);
+  log(`scenario 2 [${profile}]: ${CONTENT_PROFILES[profile].description}`);
+  // the same visions, last messages (ids and contents) and token totals from both servers, in
+  // order; the last messages also as the database has them
+  const ours = await gql(serverUrl(), user, Q_LIST_CHECK, {});
+  const theirs = await gql(pgBase, user, PG_LIST_CHECK, { userId: 'set-by-the-token' });
+  const fromDb = await pool.query(
+    `select v.id, v.title, m.id as message_id, m.content
+     from visions v left join lateral (select id, content from vision_messages where visionid = v.id order by createdat desc, id desc limit 1) m on true
+     where v.userid = $1 order by v.updatedat desc, v.id desc limit 50`,
+    [user],
+  );
+  const oursRows = ours.data.visions.edges.map(({ node: v }) => [v.id, v.title, v.lastMessage?.id ?? null, v.lastMessage?.content ?? null, v.tokenUsage.totalTokens]);
+  const theirRows = theirs.data.allVisions.edges.map(({ node: v }) => [v.id, v.title, v.lastMessage.nodes[0]?.id ?? null, v.lastMessage.nodes[0]?.content ?? null, v.tokenTotal]);
+  assertSameMessages(`list [${profile}]`, P.listVisions, { ours: oursRows, PostGraphile: theirRows });
+  assertSameMessages(`list [${profile}], last messages`, P.listVisions, {
+    ours: oursRows.map((v) => v.slice(0, 4)),
+    database: fromDb.rows.map((v) => [v.id, v.title, v.message_id, v.content]),
+  });
+  // the measured queries' answers (without the ids), for their size
+  const bytes = {
+    ours: (await gql(serverUrl(), user, Q_LIST, {})).bytes,
+    postgraphile: (await gql(pgBase, user, PG_LIST, { userId: 'x' })).bytes,
+  };
+  const sqlOurs = sqlCounts[`list [${profile}]`];
+  const sqlPg = await pgStatementsPerRequest(pgBase, user, PG_LIST, { userId: 'x' });
+  log(`  same ${P.listVisions} visions and last messages (ids and contents) and token totals from both servers; response ${kb(bytes.ours)} (ours) / ${kb(bytes.postgraphile)} (PostGraphile); SQL statements per request: ours ${sqlOurs}, PostGraphile ${sqlPg}`);
 
   await versusPostGraphile({
     pgBase,
     key: 'list',
-    user: 'bench-lister',
+    profile,
+    user,
     ours: { query: Q_LIST },
     theirs: { query: PG_LIST, variables: { userId: 'x' } },
     sql: [sqlOurs, sqlPg],
-    label: `2 list (50 visions): req/s; SQL/req ${sqlOurs} vs ${fmt(sqlPg, 1)}`,
-    p99Label: '  list: p99 ms',
+    bytes,
+    label: `2 list 50 visions [${profile}]: req/s; SQL/req ${sqlOurs} vs ${fmt(sqlPg, 1)}`,
+    what: 'list',
   });
 }
 
@@ -1010,8 +1155,10 @@ async function main() {
   cleanups.push(() => pool.end());
   await seedAll();
   await countStatements([
-    ['history', 'bench-reader', Q_HISTORY, { id: ids.reader }],
-    ['list', 'bench-lister', Q_LIST, {}],
+    ...CONTENT.flatMap((p) => [
+      [`history [${p}]`, readerOf(p), Q_HISTORY, { id: ids.reader[p] }],
+      [`list [${p}]`, listerOf(p), Q_LIST, {}],
+    ]),
     ['send', 'bench-probe', Q_SEND, { input: { visionId: ids.probe, content: 'probe' } }],
   ]);
 
