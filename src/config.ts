@@ -12,6 +12,7 @@ import { loadMetricsConfig, type MetricsConfig } from './metrics/metrics.config'
 import { loadPlaygroundConfig, type PlaygroundConfig } from './playground/playground.config';
 import { loadDocumentsConfig, type DocumentsConfig } from './graphql/documents.config';
 import { loadLimitsConfig, type LimitsConfig } from './config.limits';
+import { loadCorsConfig, type CorsConfig } from './graphql/cors';
 
 export { ConfigError } from './config.env';
 export type { LimitsConfig } from './config.limits';
@@ -87,6 +88,7 @@ export interface Config {
   metrics: MetricsConfig;
   playground: PlaygroundConfig;
   documents: DocumentsConfig;
+  cors: CorsConfig;
   graphql: {
     /** @default true */
     introspection: boolean;
@@ -264,6 +266,7 @@ export function loadConfig(env: Env): Config {
     metrics: loadMetricsConfig(env),
     playground: loadPlaygroundConfig(env, production),
     documents: loadDocumentsConfig(env),
+    cors: loadCorsConfig(env),
     jobs: {
       concurrency: int(env, 'JOBS_CONCURRENCY', 2, 1, 100),
       expireSeconds: jobsExpireSeconds,

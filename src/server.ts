@@ -13,6 +13,7 @@ import { RateLimits } from './graphql/rate-limits';
 import { startGraphqlWs } from './graphql/ws-server';
 import { registerGraphqlSse } from './graphql/sse';
 import { createTrustedDocuments } from './graphql/trusted-documents';
+import { registerCors } from './graphql/cors';
 import { ModelBreaker } from './llm/breaker';
 import { createPubSubBackend, type AppPubSub } from './graphql/pubsub';
 import { createSchema } from './graphql/schema';
@@ -133,6 +134,8 @@ export async function startServer(opts: {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
+  // pages of other origins (CORS_ORIGINS) may call the API; unset: same origin only
+  await registerCors(app, config.cors);
 
   const services: ContextServices = {
     fork: () => db.orm.em.fork(),
