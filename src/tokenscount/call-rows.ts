@@ -1,6 +1,6 @@
 import { countTokens, encodeChat } from 'gpt-tokenizer';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { queryRows, type SqlOn, type SqlRunner } from '../db/sql';
+import { inTransaction, queryRows, type SqlOn, type SqlRunner } from '../db/sql';
 import { QuotaExceededError, type TokenBudgets } from './budgets';
 import type { Logger } from '../logger';
 import type { PriceTable } from './prices';
@@ -154,8 +154,9 @@ export async function settleCallWithRetry(sql: SqlRunner, id: string, row: Settl
  * Safe on several instances at once: a row is settled by one of them. Returns how many.
  */
 export async function settleAbandonedCalls(sql: SqlRunner, opts: { olderThanMs: number; prices?: PriceTable }): Promise<number> {
-  const rows = await queryRows<PricedRow>(
-    sql,
+  return settleAndPrice(sql, opts.prices, (tx) =>
+    queryRows<PricedRow>(
+      tx,
     `update tokenscount
      set completiontokens = coalesce(completiontokens, 0),
          totaltokens = coalesce(prompttokens, 0) + coalesce(completiontokens, 0),
@@ -163,17 +164,29 @@ export async function settleAbandonedCalls(sql: SqlRunner, opts: { olderThanMs: 
          state = 'settled'
      where state = 'pending' and createdat < now() - ?::int * interval '1 millisecond'
      returning ${PRICED_COLUMNS}`,
-    [Math.max(0, Math.floor(opts.olderThanMs))],
+      [Math.max(0, Math.floor(opts.olderThanMs))],
+    ),
   );
-  await priceSettled(sql, rows, opts.prices);
-  return rows.length;
+}
+
+/**
+ * Settles rows and prices them in one transaction: a reader never sees a settled row that still
+ * carries the pending row's cost (of the prompt estimate alone).
+ */
+async function settleAndPrice(sql: SqlRunner, prices: PriceTable | undefined, settle: (tx: SqlOn) => Promise<PricedRow[]>): Promise<number> {
+  if (!prices) return (await settle(sql)).length;
+  return inTransaction(sql, async (tx) => {
+    const rows = await settle(tx);
+    await priceSettled(tx, rows, prices);
+    return rows.length;
+  });
 }
 
 type PricedRow = { id: string; model: string; prompttokens: number; completiontokens: number };
 const PRICED_COLUMNS = 'id, model, prompttokens, completiontokens';
 
 /** Prices rows a sweeper settled from estimates (one statement), at the prices in force now. */
-async function priceSettled(sql: SqlRunner, rows: PricedRow[], prices?: PriceTable): Promise<void> {
+async function priceSettled(sql: SqlOn, rows: PricedRow[], prices?: PriceTable): Promise<void> {
   if (!prices || !rows.length) return;
   const costs = rows.map((r) => prices.costMicroUsd(r.model, { promptTokens: Number(r.prompttokens), completionTokens: Number(r.completiontokens) }));
   await queryRows(
@@ -207,17 +220,17 @@ export async function settlePendingCall(sql: SqlRunner, p: SettlePendingCall): P
   if (p.id === undefined && (!p.meta || Object.keys(p.meta).length === 0)) throw new TypeError('settlePendingCall needs an id or meta');
   const completion = estimateCompletion(p.completionText ?? '');
   const by = p.id !== undefined ? 'id = ?::bigint' : 'meta @> ?::jsonb';
-  const rows = await queryRows<PricedRow>(
-    sql,
-    `update tokenscount
+  return settleAndPrice(sql, p.prices, (tx) =>
+    queryRows<PricedRow>(
+      tx,
+      `update tokenscount
      set completiontokens = ?::int,
          totaltokens = coalesce(prompttokens, 0) + ?::int,
          meta = coalesce(meta, '{}'::jsonb) || jsonb_build_object('finish', 'failed', 'reason', ?::text, 'estimated', true),
          state = 'settled'
      where state = 'pending' and ${by}
      returning ${PRICED_COLUMNS}`,
-    [completion, completion, p.reason ?? 'interrupted', p.id ?? JSON.stringify(p.meta)],
+      [completion, completion, p.reason ?? 'interrupted', p.id ?? JSON.stringify(p.meta)],
+    ),
   );
-  await priceSettled(sql, rows, p.prices);
-  return rows.length;
 }
