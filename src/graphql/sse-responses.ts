@@ -1,4 +1,4 @@
-import type { ExecutionResult, GraphQLError } from 'graphql';
+import { GraphQLError, type ExecutionResult } from 'graphql';
 import type { Response as SseResponse } from 'graphql-sse';
 import { ErrorCode, type AppError } from './errors';
 
@@ -16,6 +16,16 @@ export function identityRefusal(err: AppError): SseResponse {
   const { http, ...extensions } = err.extensions as { http?: { status?: number } } & Record<string, unknown>;
   const status = http?.status ?? 401;
   return refusal(status, status === 401 ? 'Unauthorized' : 'Service Unavailable', { message: err.message, extensions }, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+}
+
+/** Over a per-user or per-stream limit: RATE_LIMITED. */
+export function tooMany(what: string, max: number): GraphQLError {
+  return new GraphQLError(`At most ${max} ${what}`, { extensions: { code: ErrorCode.RATE_LIMITED } });
+}
+
+/** The body of the 429 for a user over MAX_WS_PER_USER open event streams. */
+export function streamLimit(max: number): ErrorBody {
+  return { message: `Too many open event streams for this user (at most ${max})`, extensions: { code: ErrorCode.RATE_LIMITED } };
 }
 
 /** An operation's refusal, sent as its result in the stream (graphql-sse needs `data` present). */

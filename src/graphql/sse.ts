@@ -12,7 +12,7 @@ import type { GraphQLContext } from './context';
 import { AppError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
 import type { TrustedDocuments } from './trusted-documents';
-import { errorResult, identityRefusal, one, refusal, withContractCode, type ErrorBody } from './sse-responses';
+import { errorResult, identityRefusal, one, refusal, streamLimit, tooMany, withContractCode } from './sse-responses';
 import { SseStreams } from './sse-streams';
 import { createSharedSubscribe } from './subscriptions';
 import { WsOperations } from './ws-operations';
@@ -107,9 +107,6 @@ export function registerGraphqlSse(
     },
   });
 
-  const tooMany = (what: string, max: number) =>
-    new GraphQLError(`At most ${max} ${what}`, { extensions: { code: ErrorCode.RATE_LIMITED } });
-
   const handler = createHandler<Raw, SseRequestContext, Ctx>({
     schema: opts.schema,
     // every document reaching the handler was validated by `operations.prepare` in onSubscribe
@@ -145,7 +142,7 @@ export function registerGraphqlSse(
         return (context.token = token);
       }
       if (req.method !== 'PUT') return null; // distinct connections mode
-      if (!streams.take(identity.userId)) return refusal(429, 'Too Many Requests', streamLimit());
+      if (!streams.take(identity.userId)) return refusal(429, 'Too Many Requests', streamLimit(config.limits.maxWsPerUser));
       context.slot = true;
       return randomUUID();
     },
@@ -155,7 +152,7 @@ export function registerGraphqlSse(
       const { context } = req;
       // (a PUT took its slot in authenticate already)
       if (context.internal || context.token || context.slot) return;
-      if (!streams.take(context.identity!.userId)) return refusal(429, 'Too Many Requests', streamLimit());
+      if (!streams.take(context.identity!.userId)) return refusal(429, 'Too Many Requests', streamLimit(config.limits.maxWsPerUser));
       context.slot = true;
     },
 
@@ -212,13 +209,6 @@ export function registerGraphqlSse(
       if (token && opId !== undefined) streams.opEnded(token, opId);
     },
   });
-
-  function streamLimit(): ErrorBody {
-    return {
-      message: `Too many open event streams for this user (at most ${config.limits.maxWsPerUser})`,
-      extensions: { code: ErrorCode.RATE_LIMITED },
-    };
-  }
 
   async function serve(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     // the response is written here, as graphql-sse's adapters do, not through reply.send
