@@ -93,6 +93,10 @@ export class JobQueue {
       for (let i = 0; i < concurrency; i++) {
         await this.boss.work<unknown>(task.name, { pollingIntervalSeconds: opts.pollSeconds ?? 2, batchSize: 1, includeMetadata: true }, async ([job]) => {
           if (!job) return;
+          // a job fetched while the queue was stopping (the fetch was in flight when stop began)
+          // is not run: it fails back to the queue and runs again (here after a restart or on
+          // another instance); running it would outlive stop() and the pools it closed
+          if (this.stopped) throw new Error('the job queue is stopping');
           const ac = new AbortController();
           const info = { id: job.id, retryCount: (job as { retryCount?: number }).retryCount ?? 0, signal: ac.signal };
           const run = task.handler(job.data, info);
