@@ -42,6 +42,11 @@ export async function findMessagePages(em: SqlRunner, keys: readonly MessagePage
  * the order of their `?`s, so the caller appends its own before and after.
  */
 export function messagePageSql(visionSql: string, req: PageRequest, params: unknown[]): string {
+  return pageSql(messageColumns('m'), visionSql, req, params);
+}
+
+/** The page statement with the given select list (`m` is the message). */
+function pageSql(selectList: string, visionSql: string, req: PageRequest, params: unknown[]): string {
   const conds: string[] = [`m.visionid = ${visionSql}`];
   if (req.afterId) {
     conds.push(`(m.createdat, m.id) > (select c.createdat, c.id from vision_messages c where c.id = ? and c.visionid = ${visionSql})`);
@@ -53,7 +58,7 @@ export function messagePageSql(visionSql: string, req: PageRequest, params: unkn
   }
   const dir = req.direction === 'forward' ? 'asc' : 'desc';
   params.push(req.take + 1);
-  return `select ${messageColumns('m')} from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
+  return `select ${selectList} from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
 }
 
 /** What each field of the GraphQL `VisionMessage` type reads from a message row. */
@@ -94,30 +99,39 @@ export function messageColumnsFor(fields: Iterable<string>): string[] {
  */
 const epochMs = (t: string) => `floor(date_part('epoch', ${t}) * 1000 + 0.0005)::int8`;
 
-/**
- * A message as JSON with the given columns of those its GraphQL type shows (not the idempotency
- * key, reply link or heartbeat), `createdat` as whole milliseconds since the epoch (`createdms`):
- * a JSON number that becomes a Date without parsing text.
- */
-const messageJson = (m: string, columns: readonly string[] = ALL_COLUMNS) =>
-  `json_build_object(${columns
-    .map((c) => (c === 'createdms' ? `'createdms', ${epochMs(`${m}.createdat`)}` : `'${c}', ${m}.${c}`))
-    .join(', ')})`;
+/** The select list of a message as `m_` columns (`createdat` as `m_createdms`, a float8). */
+const prefixedColumns = (columns: readonly string[]) =>
+  columns.map((c) => (c === 'createdms' ? `${epochMs('m.createdat')}::float8 as m_createdms` : `m.${c} as m_${c}`)).join(', ');
 
 /**
- * The same page as one JSON array in page order, for folding a page into the statement that
- * reads its vision: one round trip, and one `JSON.parse` instead of a type parser per column.
- * `columns` (from {@link messageColumnsFor}) limits what each message carries.
+ * The same page as rows of the given columns (from {@link messageColumnsFor}), each prefixed
+ * `m_`, for joining a page to the statement that reads its vision (`left join lateral (…) m on
+ * true`): one round trip, and no JSON. PostgreSQL escaping message text into JSON cost it about
+ * twice the statement, and Node then decoded the JSON text and parsed it (BENCHMARKS.md, issue
+ * 16); plain text columns are sent as they are stored. `createdms` is the instant as a float8.
  */
-export function messagePageJsonSql(visionSql: string, req: PageRequest, params: unknown[], columns?: readonly string[]): string {
-  const dir = req.direction === 'forward' ? 'asc' : 'desc';
-  const page = messagePageSql(visionSql, req, params);
-  return `(select coalesce(json_agg(${messageJson('p', columns)} order by p.createdat ${dir}, p.id ${dir}), '[]'::json) from (${page}) p)`;
+export function messagePageRowsSql(visionSql: string, req: PageRequest, params: unknown[], columns: readonly string[] = ALL_COLUMNS): string {
+  return pageSql(prefixedColumns(columns), visionSql, req, params);
 }
 
-/** The newest message of the vision `visionSql` as JSON (null when there is none). */
-export function lastMessageJsonSql(visionSql: string): string {
-  return `(select ${messageJson('p')} from vision_messages p where p.visionid = ${visionSql} order by p.createdat desc, p.id desc limit 1)`;
+/** A message from a row of {@link messagePageRowsSql} (`m_` columns; null when the page is empty). */
+export function messageFromPrefixedRow(row: Record<string, unknown>): VisionMessage | null {
+  if (row.m_id === null || row.m_id === undefined) return null;
+  return VisionMessage.fromRow({
+    id: row.m_id,
+    visionid: row.m_visionid,
+    sender: row.m_sender,
+    messagetype: row.m_messagetype,
+    content: row.m_content,
+    state: row.m_state,
+    payload: row.m_payload,
+    createdms: row.m_createdms,
+  });
+}
+
+/** The newest message of the vision `visionSql` as `m_` columns, for `left join lateral (…) m on true`. */
+export function lastMessageRowSql(visionSql: string): string {
+  return `select ${prefixedColumns(ALL_COLUMNS)} from vision_messages m where m.visionid = ${visionSql} order by m.createdat desc, m.id desc limit 1`;
 }
 
 async function queryGroup(em: SqlRunner, visionIds: string[], req: PageRequest): Promise<Map<string, VisionMessage[]>> {
@@ -141,12 +155,12 @@ async function queryGroup(em: SqlRunner, visionIds: string[], req: PageRequest):
 
 /** The newest message of each vision (null when it has none), one statement for all ids. */
 export async function findLastMessages(em: SqlRunner, visionIds: readonly string[]): Promise<(VisionMessage | null)[]> {
-  const rows = await queryRows<{ vid: string; last: Record<string, unknown> | null }>(
+  const rows = await queryRows<Record<string, unknown> & { vid: string }>(
     em,
-    `select v.id as vid, ${lastMessageJsonSql('v.id')} as last from unnest(?::uuid[]) as v(id)`,
+    `select v.id as vid, m.* from unnest(?::uuid[]) as v(id) left join lateral (${lastMessageRowSql('v.id')}) m on true`,
     [uuidArray(visionIds)],
   );
-  const map = new Map(rows.map((r) => [r.vid, r.last ? VisionMessage.fromRow(r.last) : null]));
+  const map = new Map(rows.map((r) => [r.vid, messageFromPrefixedRow(r)]));
   return visionIds.map((id) => map.get(id) ?? null);
 }
 

@@ -5,7 +5,7 @@ import { type PageRequest } from '../graphql/relay';
 import { usageByMetaSql, usageFromRow } from '../tokenscount/tokenscount.service';
 import type { TokenUsage } from '../tokenscount/token-usage.type';
 import { VisionMessage } from './message.entity';
-import { lastMessageJsonSql, messagePageJsonSql } from './message.queries';
+import { lastMessageRowSql, messageFromPrefixedRow, messagePageRowsSql } from './message.queries';
 import { Vision } from './vision.entity';
 import { VisionStatus } from './vision.enums';
 
@@ -85,11 +85,22 @@ export async function findVisionWithMessagePage(
   opts: { id: string; userId: string; req: PageRequest; columns?: readonly string[] },
 ): Promise<{ vision: Vision; messages: VisionMessage[] } | null> {
   const params: unknown[] = [];
-  const page = messagePageJsonSql('v.id', opts.req, params, opts.columns);
+  const page = messagePageRowsSql('v.id', opts.req, params, opts.columns);
   params.push(opts.id, opts.userId);
-  const [row] = await exec(em, `select v.*, ${page} as _page from visions v where v.id = ? and v.userid = ?`, params);
-  if (!row) return null;
-  return { vision: Vision.fromRow(row), messages: (row._page as Record<string, unknown>[]).map((m) => VisionMessage.fromRow(m)) };
+  // the vision's columns on every row (small), its meta only on the first (jsonb is parsed per row)
+  const rows = await exec(
+    em,
+    `select v.id, v.userid, v.title, v.status, v.createdat, v.updatedat, case when row_number() over () = 1 then v.meta end as meta, m.*
+     from visions v left join lateral (${page}) m on true where v.id = ? and v.userid = ?`,
+    params,
+  );
+  if (rows.length === 0) return null;
+  const messages: VisionMessage[] = [];
+  for (const row of rows) {
+    const m = messageFromPrefixedRow(row);
+    if (m) messages.push(m);
+  }
+  return { vision: Vision.fromRow(rows[0]!), messages };
 }
 
 /** Like {@link findVisionForUser}, but NOT_FOUND when there is none: another user's vision looks absent. */
@@ -203,8 +214,10 @@ export async function listVisionsForUser(
      order by v.updatedat desc, v.id desc limit ?`;
   const sql =
     withLast || withUsage
-      ? `select v.*${withLast ? `, ${lastMessageJsonSql('v.id')} as _last` : ''}${withUsage ? ', u.*' : ''}
-         from (${page}) v${withUsage ? ` left join lateral (${usageByMetaSql('visionid', 'v.id::text')}) u on true` : ''}
+      ? `select v.*${withLast ? ', m.*' : ''}${withUsage ? ', u.*' : ''}
+         from (${page}) v${withLast ? ` left join lateral (${lastMessageRowSql('v.id')}) m on true` : ''}${
+           withUsage ? ` left join lateral (${usageByMetaSql('visionid', 'v.id::text')}) u on true` : ''
+         }
          order by v.updatedat desc, v.id desc`
       : page;
   const rows = await exec(em, sql, params);
@@ -215,7 +228,7 @@ export async function listVisionsForUser(
   return rows.map((r) => {
     const vision = Vision.fromRow(r);
     const listed: ListedVision = { id: vision.id, vision };
-    if (withLast) listed.lastMessage = r._last ? VisionMessage.fromRow(r._last as Record<string, unknown>) : null;
+    if (withLast) listed.lastMessage = messageFromPrefixedRow(r);
     if (withUsage) listed.tokenUsage = usageFromRow(r);
     return listed;
   });
