@@ -157,6 +157,11 @@ function messageRows(visionId: string, s: TestServer = server): Promise<Row[]> {
   return s.sql(`select * from vision_messages where visionid = ? order by createdat, id`, [visionId]);
 }
 
+async function updatedAtOf(visionId: string): Promise<string> {
+  const [row] = await server.sql(`select updatedat::text as u from visions where id = ?`, [visionId]);
+  return row!.u as string;
+}
+
 function tokenRows(visionId: string, s: TestServer = server): Promise<Row[]> {
   return s.sql(`select * from tokenscount where meta ->> 'visionid' = ? order by id`, [visionId]);
 }
@@ -577,8 +582,10 @@ describe('freezing and deleting', () => {
     expect(tokens).toHaveLength(1);
     expect(tokens[0]!.meta.finish).toBe('stopped');
 
-    // frozen: nothing is stored, the model is not asked
+    // frozen: nothing is stored (not even the vision's updatedat bump), the model is not asked
+    const updatedBefore = await updatedAtOf(visionId);
     const e1 = onlyError(await send(user, visionId, 'Are you there?'));
+    expect(await updatedAtOf(visionId)).toEqual(updatedBefore);
     expect(e1.code).toBe('VISION_NOT_ACTIVE');
     expect(e1.ext.status).toBe('FROZEN');
     const e2 = onlyError(await retry(user, visionId));

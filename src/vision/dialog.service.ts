@@ -20,8 +20,8 @@ import {
   findLatestReplyTo,
   findStreamingReplyId,
   findUserMessageByKey,
-  insertMessage,
   insertReply,
+  insertTurn,
   lockActiveVision,
   markReplyStopped,
   replyStatesOf,
@@ -153,21 +153,9 @@ export class DialogService {
 
     let turn: { title: string; user: VisionMessage; reply: VisionMessage };
     try {
-      // ownership, status and the row lock are one statement (NOT_FOUND, VISION_NOT_ACTIVE)
+      // ownership, status, the row lock and both inserts are one statement (NOT_FOUND, VISION_NOT_ACTIVE, VISION_BUSY)
       turn = await this.withStaleRecovery(visionId, () =>
-        inTransaction(this.sql, async (tx) => {
-          const { title } = await lockActiveVision(tx, visionId, userId);
-          const user = await insertMessage(tx, {
-            visionId,
-            sender: 'user',
-            content,
-            state: MessageState.COMPLETE,
-            clientMessageId: key,
-            tokens: this.deps.memory.count(content),
-          });
-          const reply = await insertReply(tx, visionId, user.id);
-          return { title, user, reply };
-        }),
+        insertTurn(this.sql, { visionId, userId, content, clientMessageId: key, tokens: this.deps.memory.count(content) }),
       );
     } catch (err) {
       if (key && constraintOf(err) === CLIENT_KEY) {

@@ -1,4 +1,4 @@
-import { inTransaction, queryRows, type SqlRunner, type SqlTx } from '../db/sql';
+import { inTransaction, queryRows, type SqlOn, type SqlRunner, type SqlTx } from '../db/sql';
 import type { StoredDocument } from '../files/document-tool';
 import { clearUpload, insertFile } from '../files/files.queries';
 import type { Logger } from '../logger';
@@ -60,15 +60,17 @@ export async function storeFinalReply(
   let dropped = false;
   for (let attempt = 0; ; attempt++) {
     try {
-      const stored = await inTransaction(deps.sql, async (tx) => {
+      // a document's row and message in one transaction; a text reply is one statement
+      const write = (fn: (on: SqlOn) => Promise<VisionMessage>) => (f.document ? inTransaction(deps.sql, fn) : fn(deps.sql));
+      const stored = await write(async (on) => {
         dropped = false;
         if (f.document) {
-          const attached = await attachDocument(tx, { ...f, document: f.document }, deps.count(f.content));
+          const attached = await attachDocument(on as SqlTx, { ...f, document: f.document }, deps.count(f.content));
           if (attached) return attached;
           dropped = true;
         }
         const content = dropped ? (f.contentWithoutCaption ?? f.content) : f.content;
-        return storeReplyFinal(tx, {
+        return storeReplyFinal(on, {
           replyId: f.reply.id,
           visionId: f.reply.visionId,
           // a document the vision may no longer get: the reply ends as stopped by the status change
