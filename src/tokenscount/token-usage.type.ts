@@ -1,6 +1,6 @@
 import { Field, Float, Int, ObjectType } from 'type-graphql';
 
-@ObjectType({ description: 'Token usage summed over model calls (rows of the tokenscount table).' })
+@ObjectType({ simpleResolvers: true, description: 'Token usage summed over model calls (rows of the tokenscount table).' })
 export class TokenUsage {
   @Field(() => Int)
   calls!: number;

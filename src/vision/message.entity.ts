@@ -18,7 +18,7 @@ export function messageColumns(alias: string): string {
 }
 
 /** One step of the path (seed §2.3). Table `vision_messages`. */
-@ObjectType({ implements: Node })
+@ObjectType({ implements: Node, simpleResolvers: true })
 @Entity({ tableName: 'vision_messages' })
 export class VisionMessage {
   @Field(() => ID)
@@ -91,6 +91,11 @@ export class VisionMessage {
       // JSON rows carry the instant as milliseconds too (message.queries.ts): no text to parse
       createdAt: typeof row.createdms === 'number' ? new Date(row.createdms) : pgDate(row.createdat),
     };
-    return Object.setPrototypeOf(m, VisionMessage.prototype) as VisionMessage;
+    return VisionMessage.read(m);
+  }
+
+  /** A read-only instance from its field values (see {@link fromRow}). */
+  static read(fields: Pick<VisionMessage, 'id' | 'visionId' | 'sender' | 'type' | 'content' | 'state' | 'payload' | 'clientMessageId' | 'replyTo' | 'heartbeatAt' | 'tokens' | 'createdAt'>): VisionMessage {
+    return Object.setPrototypeOf(fields, VisionMessage.prototype) as VisionMessage;
   }
 }

@@ -7,7 +7,7 @@ import { Node } from '../graphql/node';
 import { VisionStatus } from './vision.enums';
 
 /** The object of a person's path (seed §2.2). Table `visions`. */
-@ObjectType({ implements: Node })
+@ObjectType({ implements: Node, simpleResolvers: true })
 @Entity({ tableName: 'visions' })
 export class Vision {
   @Field(() => ID)

@@ -19,6 +19,11 @@ export interface VisionLoaders {
   tokenUsage: DataLoader<string, TokenUsage>;
   /** Files by id; the message's vision is checked by the resolver. */
   file: DataLoader<string, File | null>;
+  /**
+   * What the list read in its own statement, by vision id: the field resolvers answer from here
+   * synchronously (a primed DataLoader still answers each of the 50 visions with a promise).
+   */
+  known: { lastMessage: Map<string, VisionMessage | null>; tokenUsage: Map<string, TokenUsage> };
 }
 
 /** The cache key of a message page: what the page query depends on. */
@@ -37,5 +42,6 @@ export function createVisionLoaders(em: SqlRunner): VisionLoaders {
       const map = new Map(rows.map((r) => [String(r.id), File.fromRow(r)]));
       return ids.map((id) => map.get(id) ?? null);
     }),
+    known: { lastMessage: new Map(), tokenUsage: new Map() },
   };
 }

@@ -67,9 +67,10 @@ export class VisionResolver {
     const include = { lastMessage: below(node, 'Vision', 'lastMessage').length > 0, tokenUsage: below(node, 'Vision', 'tokenUsage').length > 0 };
     const rows = await visions.listVisionsForUser(ctx.sql, { userId, statuses, req, include });
     const { nodes, pageInfo } = toPage(rows, req);
+    const { known } = ctx.loaders;
     for (const row of nodes) {
-      if (row.lastMessage !== undefined) ctx.loaders.lastMessage.prime(row.id, row.lastMessage);
-      if (row.tokenUsage) ctx.loaders.tokenUsage.prime(row.id, row.tokenUsage);
+      if (row.lastMessage !== undefined) known.lastMessage.set(row.id, row.lastMessage);
+      if (row.tokenUsage) known.tokenUsage.set(row.id, row.tokenUsage);
     }
     return VisionConnection.of(
       nodes.map((row) => row.vision),
@@ -162,12 +163,13 @@ export class VisionResolver {
   }
 
   @FieldResolver(() => VisionMessage, { nullable: true })
-  async lastMessage(@Root() vision: Vision, @Ctx() ctx: GraphQLContext): Promise<VisionMessage | null> {
-    return ctx.loaders.lastMessage.load(vision.id);
+  lastMessage(@Root() vision: Vision, @Ctx() ctx: GraphQLContext): VisionMessage | null | Promise<VisionMessage | null> {
+    const known = ctx.loaders.known.lastMessage.get(vision.id);
+    return known !== undefined ? known : ctx.loaders.lastMessage.load(vision.id);
   }
 
   @FieldResolver(() => TokenUsage, { description: 'Tokens spent on this vision (tokenscount rows whose meta.visionid is this id).' })
-  tokenUsage(@Root() vision: Vision, @Ctx() ctx: GraphQLContext): Promise<TokenUsage> {
-    return ctx.loaders.tokenUsage.load(vision.id);
+  tokenUsage(@Root() vision: Vision, @Ctx() ctx: GraphQLContext): TokenUsage | Promise<TokenUsage> {
+    return ctx.loaders.known.tokenUsage.get(vision.id) ?? ctx.loaders.tokenUsage.load(vision.id);
   }
 }

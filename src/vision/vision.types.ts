@@ -5,7 +5,7 @@ import { VisionMessage } from './message.entity';
 import { Vision } from './vision.entity';
 import { MessageState } from './vision.enums';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class VisionMessageEdge {
   constructor(node: VisionMessage) {
     this.node = node;
@@ -21,7 +21,7 @@ export class VisionMessageEdge {
   node: VisionMessage;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class VisionMessageConnection {
   @Field(() => [VisionMessageEdge])
   edges!: VisionMessageEdge[];
@@ -32,7 +32,8 @@ export class VisionMessageConnection {
   /** Counted only when the client asks for it. */
   private countFn!: () => Promise<number>;
 
-  @Field(() => Int)
+  // a method: the one field of the type that needs a resolver (simpleResolvers reads properties)
+  @Field(() => Int, { simple: false })
   totalCount(): Promise<number> {
     return this.countFn();
   }
@@ -46,7 +47,7 @@ export class VisionMessageConnection {
   }
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class VisionEdge {
   constructor(node: Vision) {
     this.node = node;
@@ -62,7 +63,7 @@ export class VisionEdge {
   node: Vision;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class VisionConnection {
   @Field(() => [VisionEdge])
   edges!: VisionEdge[];
@@ -72,7 +73,8 @@ export class VisionConnection {
 
   private countFn!: () => Promise<number>;
 
-  @Field(() => Int)
+  // a method: the one field of the type that needs a resolver (simpleResolvers reads properties)
+  @Field(() => Int, { simple: false })
   totalCount(): Promise<number> {
     return this.countFn();
   }
