@@ -45,6 +45,18 @@ export function pgDateOrNull(value: unknown): Date | null {
   return value === null || value === undefined ? null : pgDate(value);
 }
 
+/**
+ * `limit <n>` as a literal, for the hot reads. With the limit as a parameter, PostgreSQL's plan
+ * cache judged the generic plan (which cannot know the limit) dearer than a custom one and planned
+ * the statement again at every execution: twice the statement's time for a history page
+ * (pgbench, BENCHMARKS.md issue 16). A page size is one of a few hundred values, so the distinct
+ * statement texts stay few. Only integers pass.
+ */
+export function limitSql(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`not a row limit: ${n}`);
+  return `limit ${n}`;
+}
+
 interface PooledClient {
   query(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }>;
   query(text: string): Promise<{ rows: unknown[] }>;

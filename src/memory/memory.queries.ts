@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import { limitSql, queryRows, type SqlOn, uuidArray } from '../db/sql';
 import { VisionMessage, MESSAGE_COLUMNS } from '../vision/message.entity';
 import { VisionSummary } from './summary.entity';
 
@@ -41,11 +41,10 @@ const AFTER_SUMMARY = '(createdat, id) > (select coveredthroughat, coveredthroug
 export async function findWindowCandidates(on: SqlOn, visionId: string, after: VisionSummary | null, limit: number): Promise<VisionMessage[]> {
   const params: unknown[] = [visionId];
   if (after) params.push(after.id);
-  params.push(limit);
   const rows = await queryRows(
     on,
     `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE} ${after ? `and ${AFTER_SUMMARY}` : ''}
-     order by createdat desc, id desc limit ?`,
+     order by createdat desc, id desc ${limitSql(limit)}`,
     params,
   );
   return rows.map((r) => VisionMessage.fromRow(r));

@@ -1,7 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import { queryRows, type SqlOn } from '../db/sql';
 import { AppError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
-import type { HistoryItem } from '../llm/history';
 import { VisionMessage, MESSAGE_COLUMNS, messageColumns } from './message.entity';
 import { MessageState, MessageType, VisionStatus } from './vision.enums';
 
@@ -164,19 +163,6 @@ export async function findLatestReplyTo(on: SqlOn, userMessageId: string): Promi
 export async function findStreamingReplyId(on: SqlOn, visionId: string): Promise<string | null> {
   const [row] = await queryRows<{ id: string }>(on, `select id from vision_messages where visionid = ? and state = 'streaming'`, [visionId]);
   return row?.id ?? null;
-}
-
-/** The history window: the last `limit` eligible messages, oldest first, one indexed query. */
-export async function loadHistory(on: SqlOn, visionId: string, limit: number): Promise<HistoryItem[]> {
-  const rows = await queryRows<HistoryItem>(
-    on,
-    `select sender, content from vision_messages
-     where visionid = ? and sender in ('user', 'assistant') and messagetype <> 'info'
-       and state in ('complete', 'stopped') and content <> ''
-     order by createdat desc, id desc limit ?`,
-    [visionId, limit],
-  );
-  return rows.reverse();
 }
 
 /** Saves the growing text of a reply and renews its heartbeat; false when someone else closed it. */

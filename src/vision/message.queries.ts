@@ -1,4 +1,4 @@
-import { queryRows, uuidArray, type SqlRunner } from '../db/sql';
+import { limitSql, queryRows, uuidArray, type SqlRunner } from '../db/sql';
 import type { PageRequest } from '../graphql/relay';
 import { VisionMessage, messageColumns } from './message.entity';
 import type { MessageSender, MessageState, MessageType } from './vision.enums';
@@ -58,8 +58,7 @@ function pageSql(selectList: string, visionSql: string, req: PageRequest, params
     params.push(req.beforeId);
   }
   const dir = req.direction === 'forward' ? 'asc' : 'desc';
-  params.push(req.take + 1);
-  return `select ${selectList} from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} limit ?`;
+  return `select ${selectList} from vision_messages m where ${conds.join(' and ')} order by m.createdat ${dir}, m.id ${dir} ${limitSql(req.take + 1)}`;
 }
 
 /** What each field of the GraphQL `VisionMessage` type reads from a message row. */

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { inTransaction, queryRows, type SqlRunner } from '../db/sql';
+import { inTransaction, limitSql, queryRows, type SqlRunner } from '../db/sql';
 import { BadUserInputError, NotFoundError } from '../graphql/errors';
 import { type PageRequest } from '../graphql/relay';
 import { usageByMetaSql, usageFromRow } from '../tokenscount/tokenscount.service';
@@ -209,9 +209,8 @@ export async function listVisionsForUser(
     cursorCond = ' and (v.updatedat, v.id) < (select c.updatedat, c.id from visions c where c.id = ? and c.userid = v.userid)';
     params.push(req.afterId);
   }
-  params.push(req.take + 1);
   const page = `select v.* from visions v where v.userid = ? and v.status = any(?::text[])${cursorCond}
-     order by v.updatedat desc, v.id desc limit ?`;
+     order by v.updatedat desc, v.id desc ${limitSql(req.take + 1)}`;
   const sql =
     withLast || withUsage
       ? `select v.*${withLast ? ', m.*' : ''}${withUsage ? ', u.*' : ''}
