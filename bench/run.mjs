@@ -124,10 +124,11 @@ const TARGETS = {
   // scenarios 1 and 2: issue 16 (≥ 1.3× PostGraphile on each content profile; issue 5 asked ≥ 1.0×)
   historyRead: 1.3,
   list: 1.3,
-  write: 0.5,
+  // issue 16 (issue 5 asked ≥ 0.5× the raw-pg floor, ≤ 20 KB per idle connection)
+  write: 0.75,
   length: 1.2,
   fanP99Ms: 50,
-  fanKb: 20,
+  fanKb: 15,
   streamAddedMs: 5,
   contextLength: 1.2,
   // scenario 8 (issue 12)
@@ -622,7 +623,7 @@ async function scenarioWrite(floorBase, floorPid) {
   r.ratio = r.ours.rps / r.floor.rps;
   r.met = r.ratio >= TARGETS.write;
   results.scenarios.write = r;
-  addRow([`3 sendMessage: req/s, ${P.writers} users (vs raw pg)`, fmt(r.ours.rps), fmt(r.floor.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.write.toFixed(1)}×`, r.met ? 'yes' : 'NO']);
+  addRow([`3 sendMessage: req/s, ${P.writers} users (vs raw pg)`, fmt(r.ours.rps), fmt(r.floor.rps), `${fmt(r.ratio, 2)}×`, `≥ ${TARGETS.write}×`, r.met ? 'yes' : 'NO']);
   addRow(['  sendMessage: p99 ms', fmt(r.ours.p99), fmt(r.floor.p99), `${fmt(r.ours.p99 / r.floor.p99, 2)}×`, '(info)', '']);
 }
 
