@@ -906,7 +906,8 @@ async function scenarioFanOut() {
   const out = {};
   for (const n of P.fanSizes) {
     const r = await fanOutOnce(n);
-    r.p99Met = n <= 1000 || QUICK ? r.p99FromCommitMs <= TARGETS.fanP99Ms : null;
+    // p99 ≤ 50 ms at every size: issue 5 judged it at 1,000, issue 16 at 5,000 too
+    r.p99Met = r.p99FromCommitMs <= TARGETS.fanP99Ms;
     // memory is judged at the largest size: at 1,000 connections (~15 MB) one resize of V8's heap
     // (tens of MB, whenever the GC decides) can swing the figure either way; at 5,000 it cannot
     r.memMet = n === Math.max(...P.fanSizes) ? r.perConnectionKb <= TARGETS.fanKb : null;

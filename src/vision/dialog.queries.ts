@@ -115,7 +115,6 @@ async function turnStatement(
   }
 }
 
-
 /** A STREAMING assistant placeholder answering `userMessageId`; VISION_BUSY when one already streams. */
 export async function insertReply(on: SqlOn, visionId: string, userMessageId: string): Promise<VisionMessage> {
   try {
