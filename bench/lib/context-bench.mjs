@@ -304,7 +304,6 @@ export async function scenarioContextAssembly(h) {
       });
 
     // warm-up; it also checks what the model is sent: system prompt (+ summary) + the window
-    const directTools = (await import(join(h.root, 'dist/src/files/document-tool.js'))).DOCUMENT_TOOLS ?? undefined;
     const w = await sends(P.warmupSends);
     await plans(P.planIters);
     const shape = { short: { messages: w.short[0].messages, summary: w.short[0].summary }, long: { messages: w.long[0].messages, summary: w.long[0].summary } };
