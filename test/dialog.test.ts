@@ -10,7 +10,7 @@ import { parse, print } from 'graphql';
 import { Client as PgClient } from 'pg';
 import type { Client as WsClient } from 'graphql-ws';
 import { DEFAULT_SYSTEM_PROMPT } from '../src/config';
-import { createScratchDatabase } from './support/db';
+import { createScratchDatabase, testDatabaseUrl } from './support/db';
 import { startFakeOpenAI, type Behaviour, type FakeOpenAI } from './support/fake-openai';
 import { newUser, startTestServer, type GqlResult, type TestServer } from './support/server';
 import { collect, wsClient } from './support/ws';
@@ -505,6 +505,42 @@ describe('busy rule', () => {
     const rows = await messageRows(visionId);
     expect(rows.map((r) => r.id)).toEqual([win.userMessage.id, win.assistantMessage.id]);
     expect(await tokenRows(visionId)).toHaveLength(1);
+  });
+
+  test('a vision frozen while a send waits for its row lock: VISION_NOT_ACTIVE, nothing stored, updatedAt kept, no model call', async () => {
+    const user = newUser('race');
+    const visionId = await createVision(user);
+    const before = await updatedAtOf(visionId);
+    const calls = fake.requests.length;
+    const lock = new PgClient({ connectionString: testDatabaseUrl() });
+    await lock.connect();
+    let result: GqlResult<unknown>;
+    try {
+      await lock.query('begin');
+      await lock.query('select 1 from visions where id = $1 for update', [visionId]);
+      const sending = send(user, visionId, 'Hello?');
+      // the send's single statement waits on the row lock, then sees the committed status
+      // (asked on another connection: a transaction sees one snapshot of pg_stat_activity)
+      await waitUntil('the send waiting on the vision row', async () => {
+        const rows = await server.sql<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%update visions set updatedat%status = ''active''%'`,
+          [],
+        );
+        return rows[0]!.n > 0;
+      });
+      await lock.query(`update visions set status = 'frozen' where id = $1`, [visionId]);
+      await lock.query('commit');
+      result = await sending;
+    } finally {
+      await lock.query('rollback').catch(() => undefined);
+      await lock.end();
+    }
+    const err = onlyError(result);
+    expect(err.code).toBe('VISION_NOT_ACTIVE');
+    expect(err.ext.status).toBe('FROZEN');
+    expect(await messageRows(visionId)).toEqual([]);
+    expect(await updatedAtOf(visionId)).toEqual(before);
+    expect(fake.requests.length).toBe(calls);
   });
 
   test('retryReply while a reply streams, and two concurrent retries: VISION_BUSY, nothing stored, one model call each time', async () => {

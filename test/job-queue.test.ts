@@ -42,6 +42,8 @@ describe('JobQueue.stop', () => {
       await lock.query('lock table pgboss.job in share mode');
       await queue.start();
       await waitFor(async () => {
+        // a transaction keeps one snapshot of pg_stat_activity unless it is cleared
+        await lock.query('select pg_stat_clear_snapshot()');
         const { rows } = await lock.query(
           `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and application_name = 'vision-path-jobs'`,
         );

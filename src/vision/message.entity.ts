@@ -10,12 +10,23 @@ import { MessageSender, MessageState, MessageType } from './vision.enums';
  * The columns a {@link VisionMessage} is read from. Statements list them instead of `*`: the
  * table also holds `searchtsv` (search/), which no reader of messages needs.
  */
-export const MESSAGE_COLUMNS = 'id, visionid, sender, messagetype, content, state, payload, clientmessageid, replyto, heartbeatat, tokens, createdat';
+const COLUMNS = ['id', 'visionid', 'sender', 'messagetype', 'content', 'state', 'payload', 'clientmessageid', 'replyto', 'heartbeatat', 'tokens', 'createdat'] as const;
+export const MESSAGE_COLUMNS = COLUMNS.join(', ');
 
 /** {@link MESSAGE_COLUMNS} qualified by a table alias. */
 export function messageColumns(alias: string): string {
-  return MESSAGE_COLUMNS.split(', ').map((c) => `${alias}.${c}`).join(', ');
+  return COLUMNS.map((c) => `${alias}.${c}`).join(', ');
 }
+
+/** Where a row keeps each column of a message (see {@link VisionMessage.fromRow}); `createdms` is the instant in milliseconds. */
+export type MessageRowKeys = Record<(typeof COLUMNS)[number] | 'createdms', string>;
+
+const rowKeys = (prefix: string) => Object.fromEntries([...COLUMNS, 'createdms'].map((c) => [c, prefix + c])) as MessageRowKeys;
+
+/** A row with the columns under their own names. */
+export const MESSAGE_ROW = rowKeys('');
+/** A row whose message columns are prefixed `m_` (a page or last message joined to its vision). */
+export const PREFIXED_MESSAGE_ROW = rowKeys('m_');
 
 /** One step of the path (seed §2.3). Table `vision_messages`. */
 @ObjectType({ implements: Node, simpleResolvers: true })
@@ -70,32 +81,29 @@ export class VisionMessage {
   createdAt: Date = new Date();
 
   /**
-   * A read-only instance from a `vision_messages` row (or its JSON), without the ORM: list and history reads
-   * need no identity map or change tracking, and skipping them is most of their CPU.
+   * A read-only instance from a `vision_messages` row, without the ORM: list and history reads
+   * need no identity map or change tracking, and skipping them is most of their CPU. `keys` says
+   * where the row keeps each column ({@link PREFIXED_MESSAGE_ROW} for a page joined to its vision);
+   * a row may carry the instant as `createdms` (milliseconds, no text to parse) instead of `createdat`.
    */
-  static fromRow(row: Record<string, unknown>): VisionMessage {
+  static fromRow(row: Record<string, unknown>, keys: MessageRowKeys = MESSAGE_ROW): VisionMessage {
+    const ms = row[keys.createdms];
     // own data properties first, then the prototype: assigning through the prototype would run
     // MikroORM's change-tracking setters for every field
     const m = {
-      id: row.id as string,
-      visionId: row.visionid as string,
-      sender: row.sender as MessageSender,
-      type: row.messagetype as MessageType,
-      content: row.content as string,
-      state: row.state as MessageState,
-      payload: (row.payload as Record<string, unknown> | null) ?? null,
-      clientMessageId: (row.clientmessageid as string | null) ?? null,
-      replyTo: (row.replyto as string | null) ?? null,
-      heartbeatAt: pgDateOrNull(row.heartbeatat),
-      tokens: (row.tokens as number | null | undefined) ?? null,
-      // JSON rows carry the instant as milliseconds too (message.queries.ts): no text to parse
-      createdAt: typeof row.createdms === 'number' ? new Date(row.createdms) : pgDate(row.createdat),
+      id: row[keys.id] as string,
+      visionId: row[keys.visionid] as string,
+      sender: row[keys.sender] as MessageSender,
+      type: row[keys.messagetype] as MessageType,
+      content: row[keys.content] as string,
+      state: row[keys.state] as MessageState,
+      payload: (row[keys.payload] as Record<string, unknown> | null | undefined) ?? null,
+      clientMessageId: (row[keys.clientmessageid] as string | null | undefined) ?? null,
+      replyTo: (row[keys.replyto] as string | null | undefined) ?? null,
+      heartbeatAt: pgDateOrNull(row[keys.heartbeatat]),
+      tokens: (row[keys.tokens] as number | null | undefined) ?? null,
+      createdAt: typeof ms === 'number' ? new Date(ms) : pgDate(row[keys.createdat]),
     };
-    return VisionMessage.read(m);
-  }
-
-  /** A read-only instance from its field values (see {@link fromRow}). */
-  static read(fields: Pick<VisionMessage, 'id' | 'visionId' | 'sender' | 'type' | 'content' | 'state' | 'payload' | 'clientMessageId' | 'replyTo' | 'heartbeatAt' | 'tokens' | 'createdAt'>): VisionMessage {
-    return Object.setPrototypeOf(fields, VisionMessage.prototype) as VisionMessage;
+    return Object.setPrototypeOf(m, VisionMessage.prototype) as VisionMessage;
   }
 }

@@ -1,7 +1,6 @@
 import { limitSql, queryRows, uuidArray, type SqlRunner } from '../db/sql';
 import type { PageRequest } from '../graphql/relay';
-import { VisionMessage, messageColumns } from './message.entity';
-import type { MessageSender, MessageState, MessageType } from './vision.enums';
+import { PREFIXED_MESSAGE_ROW, VisionMessage, messageColumns } from './message.entity';
 
 export interface MessagePageKey {
   visionId: string;
@@ -116,21 +115,7 @@ export function messagePageRowsSql(visionSql: string, req: PageRequest, params: 
 
 /** A message from a row of {@link messagePageRowsSql} (`m_` columns; null when the page is empty). */
 export function messageFromPrefixedRow(row: Record<string, unknown>): VisionMessage | null {
-  if (row.m_id === null || row.m_id === undefined) return null;
-  return VisionMessage.read({
-    id: row.m_id as string,
-    visionId: row.m_visionid as string,
-    sender: row.m_sender as MessageSender,
-    type: row.m_messagetype as MessageType,
-    content: row.m_content as string,
-    state: row.m_state as MessageState,
-    payload: (row.m_payload as Record<string, unknown> | null | undefined) ?? null,
-    clientMessageId: null,
-    replyTo: null,
-    heartbeatAt: null,
-    tokens: null,
-    createdAt: new Date(row.m_createdms as number),
-  });
+  return row.m_id === null || row.m_id === undefined ? null : VisionMessage.fromRow(row, PREFIXED_MESSAGE_ROW);
 }
 
 /** The newest message of the vision `visionSql` as `m_` columns, for `left join lateral (…) m on true`. */
