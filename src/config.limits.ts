@@ -14,6 +14,8 @@ export interface LimitsConfig {
   wsInitTimeoutMs: number;
   /** Ping interval; a WebSocket that did not answer the previous ping is terminated. @default 12000 */
   wsKeepAliveMs: number;
+  /** Bytes a WebSocket may hold unsent (a client reading too slowly) before its next subscription event ends that subscription with an error. @default 1048576 */
+  wsMaxBufferedBytes: number;
   /** Estimated bytes of valid WebSocket documents kept parsed (shared by identical texts); 0 keeps none. @default 4194304 */
   wsDocumentCacheBytes: number;
   /** Largest HTTP request body. @default 1048576 */
@@ -38,6 +40,7 @@ export function loadLimitsConfig(env: Env, llmTimeoutMs: number): LimitsConfig {
     maxSubscriptionsPerConnection: int(env, 'MAX_SUBSCRIPTIONS_PER_CONNECTION', 50, 1, 10_000),
     wsInitTimeoutMs: int(env, 'WS_INIT_TIMEOUT_MS', 3000, 100, 600_000),
     wsKeepAliveMs: int(env, 'WS_KEEPALIVE_MS', 12_000, 100, 600_000),
+    wsMaxBufferedBytes: int(env, 'WS_MAX_BUFFERED_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     wsDocumentCacheBytes: int(env, 'WS_DOCUMENT_CACHE_BYTES', 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
     headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),

@@ -78,10 +78,25 @@ export function createAppPubSub(target: EventTarget = new EventTarget()): AppPub
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ value: undefined, done: true });
 
-/** One subscription: events queue until read. A class, so that thousands of them share their methods. */
-class Subscriber<P> implements AsyncIterableIterator<P> {
+/** A subscription whose events can be pushed to a callback instead of being read with `next()`. */
+export interface Forwardable<P = unknown> {
+  /**
+   * From now on each event goes to `sink` synchronously, from the publisher's dispatch (those
+   * queued first, in order); `next()` is not to be called any more. False when the subscription
+   * has ended already (its `next()` tells how).
+   */
+  forward(sink: (value: P) => void): boolean;
+}
+
+export function isForwardable(source: unknown): source is Forwardable & AsyncIterator<unknown> {
+  return source instanceof Subscriber;
+}
+
+/** One subscription: events queue until read (or go to its sink). A class, so that thousands of them share their methods. */
+class Subscriber<P> implements AsyncIterableIterator<P>, Forwardable<P> {
   private readonly queue: P[] = [];
   private waiting?: { resolve: (r: IteratorResult<P>) => void; reject: (err: unknown) => void };
+  private sink?: (value: P) => void;
   private ended = false;
   private overflow?: Error;
   // the one per-subscriber function: the target calls it without `this`
@@ -95,7 +110,9 @@ class Subscriber<P> implements AsyncIterableIterator<P> {
   }
 
   private push(value: P): void {
-    if (this.waiting) {
+    if (this.sink) {
+      this.sink(value);
+    } else if (this.waiting) {
       const w = this.waiting;
       this.waiting = undefined;
       w.resolve({ value, done: false });
@@ -111,7 +128,16 @@ class Subscriber<P> implements AsyncIterableIterator<P> {
     if (this.ended) return;
     this.ended = true;
     this.queue.length = 0;
+    this.sink = undefined;
     this.target.removeEventListener(this.type, this.listener);
+  }
+
+  forward(sink: (value: P) => void): boolean {
+    if (this.ended) return false;
+    const queued = this.queue.splice(0);
+    this.sink = sink;
+    for (const value of queued) sink(value);
+    return true;
   }
 
   next(): Promise<IteratorResult<P>> {

@@ -150,47 +150,45 @@ export function createSharedSubscribe(): (args: ExecutionArgs) => Promise<AsyncG
       }
       return result;
     };
-    return mapAsyncIterator(source as AsyncIterable<unknown>, run);
+    return new SharedSubscription((source as AsyncIterable<unknown>)[Symbol.asyncIterator](), run) as unknown as AsyncGenerator<ExecutionResult, void, void>;
   };
 }
 
 /**
- * Maps an async iterator. `return()` goes straight to the source (an async generator function
- * would wait for the pending `next()`, i.e. for the next event, before it could clean up). A
- * class, so that thousands of subscriptions share its methods.
+ * A subscription's results: the source's events mapped by `run` (executed once per distinct
+ * operation). `return()` goes straight to the source (an async generator function would wait for
+ * the pending `next()`, i.e. for the next event, before it could clean up). A class, so that
+ * thousands of subscriptions share its methods; the WebSocket transport may take `source` and
+ * `run` over to write each result itself (ws-direct.ts).
  */
-function mapAsyncIterator<T, U>(iterable: AsyncIterable<T>, fn: (value: T) => U | Promise<U>): AsyncGenerator<U, void, void> {
-  return new MappedIterator(iterable[Symbol.asyncIterator](), fn) as unknown as AsyncGenerator<U, void, void>;
-}
-
-class MappedIterator<T, U> {
+export class SharedSubscription<T = unknown, U = ExecutionResult> {
   constructor(
-    private readonly it: AsyncIterator<T>,
-    private readonly fn: (value: T) => U | Promise<U>,
+    readonly source: AsyncIterator<T>,
+    readonly run: (value: T) => U | Promise<U>,
   ) {}
 
   private async map(r: IteratorResult<T>): Promise<IteratorResult<U, void>> {
     if (r.done) return { value: undefined, done: true };
     try {
-      return { value: await this.fn(r.value), done: false };
+      return { value: await this.run(r.value), done: false };
     } catch (err) {
-      await this.it.return?.().catch(() => undefined);
+      await this.source.return?.().catch(() => undefined);
       throw err;
     }
   }
 
   async next(): Promise<IteratorResult<U, void>> {
-    return this.map(await this.it.next());
+    return this.map(await this.source.next());
   }
 
   async return(): Promise<IteratorResult<U, void>> {
-    await this.it.return?.();
+    await this.source.return?.();
     return { value: undefined, done: true };
   }
 
   async throw(err: unknown): Promise<IteratorResult<U, void>> {
-    if (this.it.throw) return this.map(await this.it.throw(err));
-    await this.it.return?.();
+    if (this.source.throw) return this.map(await this.source.throw(err));
+    await this.source.return?.();
     throw err;
   }
 

@@ -90,6 +90,11 @@ export class WsOperations {
       const extensions = { ...rest.extensions, warnings };
       return errors?.length ? { ...rest, extensions, errors: errors.map((e) => this.format(e)) } : { ...rest, extensions };
     }
+    return this.formatEvent(result);
+  };
+
+  /** A subscription event's result as clients see it: with its errors formatted (once for all its subscribers), or undefined when it has none. */
+  formatEvent(result: ExecutionResult): FormattedExecutionResult | undefined {
     if (!result.errors?.length) return undefined;
     let out = this.formatted.get(result);
     if (!out) {
@@ -98,7 +103,7 @@ export class WsOperations {
       this.formatted.set(result, out);
     }
     return out;
-  };
+  }
 
   /** graphql-ws `onError`: refused operations (documents, limits, identity) and failed subscriptions. */
   readonly onError = (_ctx: unknown, _id: string, _payload: unknown, errors: readonly GraphQLError[]): GraphQLFormattedError[] =>

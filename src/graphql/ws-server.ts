@@ -13,6 +13,7 @@ import type { TrustedDocuments } from './trusted-documents';
 import { WsOperations } from './ws-operations';
 import type { Metrics } from '../metrics/metrics';
 import { WsMeter } from '../metrics/ws-meter';
+import { deliverDirectly } from './ws-direct';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
 
 export interface GraphqlWsServer {
@@ -51,7 +52,14 @@ export function startGraphqlWs(opts: {
       jsonMessageReviver: operations.documents.reviver,
       onNext: meter ? meter.wrapNext(operations.onNext) : operations.onNext,
       onError: meter ? meter.wrapError(operations.onError) : operations.onError,
-      onOperation: meter?.onOperation,
+      // subscriptions over the pub/sub are written to their sockets directly (ws-direct.ts)
+      onOperation: (ctx, id, payload, args, result) => {
+        meter?.onOperation(ctx, id, payload, args, result);
+        return deliverDirectly(result, ctx.extra.socket, id, {
+          format: (r) => operations.formatEvent(r),
+          maxBufferedBytes: config.limits.wsMaxBufferedBytes,
+        });
+      },
       subscribe: createSharedSubscribe(),
       // a socket that has not sent connection_init by then is closed (4408)
       connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
