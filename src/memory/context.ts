@@ -71,6 +71,20 @@ export function recalledMessage(list: VisionMessage[]): string {
  * the length of the dialog; token counts are read, not computed (rows from before counts existed
  * are counted once and stored).
  */
+/** Token counts of system prompts (one per vision title), by encoding: the same text is counted on every send of a vision. */
+const systemCounts = new Map<string, number>();
+
+function systemTokens(tok: Tokenizer, system: string): number {
+  const key = `${tok.encoding}\u0000${system}`;
+  let n = systemCounts.get(key);
+  if (n === undefined) {
+    // a bound, not an LRU: titles are few per instance, and a full map is simply started again
+    if (systemCounts.size >= 2000) systemCounts.clear();
+    systemCounts.set(key, (n = tok.count(system)));
+  }
+  return n;
+}
+
 export async function planContext(
   sql: SqlRunner,
   tok: Tokenizer,
@@ -85,7 +99,7 @@ export async function planContext(
   if (missing.length) await storeMessageTokens(sql, missing);
 
   const system = rules.systemPrompt.split('{title}').join(vision.title);
-  let total = tok.chatBase + tok.perMessage + tok.count(system);
+  let total = tok.chatBase + tok.perMessage + systemTokens(tok, system);
   if (summary) total += tok.perMessage + summary.tokens;
   const room = rules.budgetTokens - rules.replyReserveTokens;
 
