@@ -55,6 +55,8 @@ export class DirectDelivery {
   ) {
     this.prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
     this.ended = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    // graphql-ws awaits it from its first `next()`; an end before that is no unhandled rejection
+    this.ended.catch(() => undefined);
   }
 
   /** graphql-ws calls it once it holds this subscription: events flow from then on; resolves when it ends. */
@@ -106,7 +108,12 @@ export class DirectDelivery {
       }
       return;
     }
-    this.write(result);
+    try {
+      this.write(result);
+    } catch (err) {
+      // e.g. a result JSON cannot represent: this subscription's error, never the dispatch's
+      this.fail(err);
+    }
   };
 
   private async drain(): Promise<void> {
