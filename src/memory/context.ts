@@ -60,6 +60,21 @@ export function recalledMessage(list: VisionMessage[]): string {
   return `${RECALL_HEADING}\n\n${lines.join('\n\n')}`;
 }
 
+/** Token counts of system prompts (one per vision title), by encoding: the same text is counted on every send of a vision. */
+const systemCounts = new Map<string, number>();
+
+function systemTokens(tok: Tokenizer, system: string): number {
+  const key = `${tok.encoding}\u0000${system}`;
+  let n = systemCounts.get(key);
+  if (n === undefined) {
+    // a bound, not an LRU: when full it starts again (a vision's sends come in bursts, so the
+    // fresh map soon holds the active ones again)
+    if (systemCounts.size >= 2000) systemCounts.clear();
+    systemCounts.set(key, (n = tok.count(system)));
+  }
+  return n;
+}
+
 /**
  * Chooses what the model is sent for a vision: the system prompt with the title, the rolling
  * summary (as a system message right after it, so the prefix stays byte-identical between
@@ -71,20 +86,6 @@ export function recalledMessage(list: VisionMessage[]): string {
  * the length of the dialog; token counts are read, not computed (rows from before counts existed
  * are counted once and stored).
  */
-/** Token counts of system prompts (one per vision title), by encoding: the same text is counted on every send of a vision. */
-const systemCounts = new Map<string, number>();
-
-function systemTokens(tok: Tokenizer, system: string): number {
-  const key = `${tok.encoding}\u0000${system}`;
-  let n = systemCounts.get(key);
-  if (n === undefined) {
-    // a bound, not an LRU: titles are few per instance, and a full map is simply started again
-    if (systemCounts.size >= 2000) systemCounts.clear();
-    systemCounts.set(key, (n = tok.count(system)));
-  }
-  return n;
-}
-
 export async function planContext(
   sql: SqlRunner,
   tok: Tokenizer,
