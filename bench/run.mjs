@@ -850,6 +850,20 @@ async function fanRounds(opts, label) {
   return rounds;
 }
 
+/** The medians of the measured rounds, as results/<date>.json keeps them. */
+function fanSummary(rounds) {
+  const med = (f) => median(rounds.map(f));
+  return {
+    p99FromCommitMs: med((r) => r.fromCommit.p99),
+    p50FromCommitMs: med((r) => r.fromCommit.p50),
+    p99FromSendMs: med((r) => r.fromSend.p99),
+    delivered: med((r) => r.delivered),
+    serverCpuUsPerEvent: med((r) => r.serverCpuUsPerEvent),
+    clientsCpuUsPerEvent: med((r) => r.clientsCpuUsPerEvent),
+    rounds,
+  };
+}
+
 async function fanOutOnce(n) {
   log(`  fan-out ${n.toLocaleString('en')}: fresh server process`);
   await stopOurServer();
@@ -901,13 +915,7 @@ async function fanOutOnce(n) {
       perConnectionKb: perConnKb,
       perConnectionKbEndMinusStart: simpleKb,
       rssPoints: points,
-      p99FromCommitMs: median(rounds.map((r) => r.fromCommit.p99)),
-      p50FromCommitMs: median(rounds.map((r) => r.fromCommit.p50)),
-      p99FromSendMs: median(rounds.map((r) => r.fromSend.p99)),
-      delivered: median(rounds.map((r) => r.delivered)),
-      serverCpuUsPerEvent: median(rounds.map((r) => r.serverCpuUsPerEvent)),
-      clientsCpuUsPerEvent: median(rounds.map((r) => r.clientsCpuUsPerEvent)),
-      rounds,
+      ...fanSummary(rounds),
     };
   } finally {
     await subs.close();
@@ -938,12 +946,7 @@ async function fanOutFloor(n) {
     const rounds = await fanRounds({ sendAndCollect, connected: conn.connected, pid: floor.pid, subs }, 'floor ');
     return {
       subscribers: conn.connected,
-      p99FromCommitMs: median(rounds.map((r) => r.fromCommit.p99)),
-      p50FromCommitMs: median(rounds.map((r) => r.fromCommit.p50)),
-      delivered: median(rounds.map((r) => r.delivered)),
-      serverCpuUsPerEvent: median(rounds.map((r) => r.serverCpuUsPerEvent)),
-      clientsCpuUsPerEvent: median(rounds.map((r) => r.clientsCpuUsPerEvent)),
-      rounds,
+      ...fanSummary(rounds),
     };
   } finally {
     await subs.close();

@@ -55,6 +55,20 @@ const schema = new GraphQLSchema({
 });
 const docs = new DocumentCache({ schema, rules: specifiedRules });
 
+/** The pub/sub's event target, counting its listeners (one per running subscription). */
+class CountingTarget extends EventTarget {
+  listeners = 0;
+  override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
+    this.listeners++;
+    super.addEventListener(...args);
+  }
+  override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
+    this.listeners--;
+    super.removeEventListener(...args);
+  }
+}
+const target = new CountingTarget();
+
 const MAX_BUFFERED = 64 * 1024;
 let http: Server;
 let url: string;
@@ -63,7 +77,7 @@ let dispose: () => Promise<void>;
 const clients: Client[] = [];
 
 beforeAll(async () => {
-  pubsub = createAppPubSub();
+  pubsub = createAppPubSub(target);
   http = createServer();
   const wss = new WebSocketServer({ server: http, path: '/graphql' });
   ({ dispose } = serveGraphqlWs(
@@ -251,4 +265,16 @@ it('a client that stops reading is cut off with an error once its socket holds t
   expect(frames.length).toBe(before);
   expect(raw.readyState).toBe(WebSocket.OPEN);
   raw.close();
+});
+
+it('a client that goes away mid-subscription leaves no listener behind; the others keep receiving', async () => {
+  const stays = await subscribe(client(), 'v7');
+  const leaving = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+  await Promise.all([subscribe(leaving, 'v7'), subscribe(leaving, 'v7')]);
+  const before = target.listeners;
+  await leaving.dispose();
+  await until(() => target.listeners === before - 2, 'the two listeners of the closed socket to go');
+  pubsub.publish(Topic.MESSAGE_ADDED, 'v7', event('v7', 'after', 'after'));
+  await until(() => stays.got.length === 1, 'the event on the remaining client');
+  expect(stays.got[0].data.messageAdded.id).toBe('after');
 });

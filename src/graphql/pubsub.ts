@@ -55,8 +55,8 @@ export interface AppPubSub {
   subscribe<K extends Topic>(topic: K, ...id: IdArg<K>): AsyncIterableIterator<Payload<K>> & { return(): Promise<IteratorResult<Payload<K>>> };
 }
 
-/** Events a subscriber may leave unread before its subscription is ended with an error. */
-const MAX_PENDING = 1024;
+/** Events a subscriber may leave unread (or waiting behind an execution, ws-direct.ts) before its subscription is ended with an error. */
+export const MAX_PENDING = 1024;
 
 /**
  * Publish/subscribe over an EventTarget (in memory, or our Redis event target), the

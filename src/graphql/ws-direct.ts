@@ -1,6 +1,6 @@
 import type { ExecutionResult, FormattedExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
-import { isForwardable, type Forwardable } from './pubsub';
+import { isForwardable, MAX_PENDING, type Forwardable } from './pubsub';
 import { SharedSubscription } from './subscriptions';
 
 /**
@@ -25,9 +25,6 @@ export interface DirectOptions {
 const payloads = new WeakMap<object, string>();
 
 const DONE: IteratorResult<never, void> = Object.freeze({ value: undefined, done: true });
-
-/** Pending results: at most this many wait behind an unsettled one before the subscription ends. */
-const MAX_QUEUED = 1024;
 
 /**
  * The graphql-ws `onOperation` replacement for a subscription that can be delivered directly
@@ -101,8 +98,8 @@ export class DirectDelivery {
       if (!this.queue) {
         this.queue = [result];
         void this.drain();
-      } else if (this.queue.length >= MAX_QUEUED) {
-        this.fail(new Error(`subscriber fell more than ${MAX_QUEUED} events behind`));
+      } else if (this.queue.length >= MAX_PENDING) {
+        this.fail(new Error(`subscriber fell more than ${MAX_PENDING} events behind`));
       } else {
         this.queue.push(result);
       }
