@@ -76,6 +76,15 @@ export async function findVisionForUser(em: SqlRunner, opts: { id: string; userI
 }
 
 /**
+ * The vision's columns on the first row of a page only (null on the others): each text column is
+ * decoded and each timestamp parsed per row, about a tenth of a short page's cost when repeated
+ * on all 51 rows (BENCHMARKS.md, issue 16). PostgreSQL computes the window function once.
+ */
+const FIRST_ROW_VISION = ['id', 'userid', 'title', 'status', 'createdat', 'updatedat', 'meta']
+  .map((c) => `case when row_number() over () = 1 then v.${c} end as ${c}`)
+  .join(', ');
+
+/**
  * {@link findVisionForUser} and one page of its messages (`take + 1` rows, in query order as
  * {@link findMessagePages} returns them) in one statement; `columns` limits what the messages
  * carry (see `messageColumnsFor`).
@@ -87,13 +96,7 @@ export async function findVisionWithMessagePage(
   const params: unknown[] = [];
   const page = messagePageRowsSql('v.id', opts.req, params, opts.columns);
   params.push(opts.id, opts.userId);
-  // the vision's columns on every row (small), its meta only on the first (jsonb is parsed per row)
-  const rows = await exec(
-    em,
-    `select v.id, v.userid, v.title, v.status, v.createdat, v.updatedat, case when row_number() over () = 1 then v.meta end as meta, m.*
-     from visions v left join lateral (${page}) m on true where v.id = ? and v.userid = ?`,
-    params,
-  );
+  const rows = await exec(em, `select ${FIRST_ROW_VISION}, m.* from visions v left join lateral (${page}) m on true where v.id = ? and v.userid = ?`, params);
   if (rows.length === 0) return null;
   const messages: VisionMessage[] = [];
   for (const row of rows) {
