@@ -14,12 +14,6 @@ export function eligibleSql(alias?: string): string {
 }
 const ELIGIBLE = eligibleSql();
 
-/** The summary in use (the newest), or null. */
-export async function findLatestSummary(on: SqlOn, visionId: string): Promise<VisionSummary | null> {
-  const [row] = await queryRows(on, `select * from vision_summaries where visionid = ? order by createdat desc, id desc limit 1`, [visionId]);
-  return row ? VisionSummary.fromRow(row) : null;
-}
-
 /** The summaries in use of several visions (for the `Vision.summary` loader). */
 export async function findLatestSummaries(on: SqlOn, visionIds: readonly string[]): Promise<Map<string, VisionSummary>> {
   const rows = await queryRows(
@@ -34,20 +28,35 @@ export async function findLatestSummaries(on: SqlOn, visionIds: readonly string[
 // rounded down would let the covered message itself back into the window.
 const AFTER_SUMMARY = '(createdat, id) > (select coveredthroughat, coveredthroughid from vision_summaries where id = ?)';
 
+const SUMMARY_COLUMNS = ['id', 'visionid', 'content', 'tokens', 'coveredmessages', 'coveredthroughid', 'coveredthroughat', 'model', 'createdat'];
+/** The summary's columns as `s_` columns on the first row only (its text is decoded once, not per message). */
+const FIRST_ROW_SUMMARY = SUMMARY_COLUMNS.map((c) => `case when row_number() over () = 1 then s.${c} end as s_${c}`).join(', ');
+
 /**
- * The newest eligible messages after the summary's coverage (all when there is none), newest
- * first, at most `limit`: one indexed range scan, however long the dialog.
+ * The summary in use (null when none) and the newest eligible messages after its coverage (all
+ * when there is none), newest first, at most `limit`, in one statement: the summary row by its
+ * index, then one indexed range scan of the messages after (coveredthroughat, coveredthroughid),
+ * however long the dialog. Both come from one snapshot, so a summary step stored meanwhile cannot
+ * leave a gap or an overlap between the summary and the window.
  */
-export async function findWindowCandidates(on: SqlOn, visionId: string, after: VisionSummary | null, limit: number): Promise<VisionMessage[]> {
-  const params: unknown[] = [visionId];
-  if (after) params.push(after.id);
+export async function findSummaryAndWindow(on: SqlOn, visionId: string, limit: number): Promise<{ summary: VisionSummary | null; candidates: VisionMessage[] }> {
   const rows = await queryRows(
     on,
-    `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE} ${after ? `and ${AFTER_SUMMARY}` : ''}
-     order by createdat desc, id desc ${limitSql(limit)}`,
-    params,
+    `select ${FIRST_ROW_SUMMARY}, m.*
+     from (select 1) one
+     left join lateral (select * from vision_summaries where visionid = ? order by createdat desc, id desc limit 1) s on true
+     left join lateral (
+       select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE}
+         and (createdat, id) > (coalesce(s.coveredthroughat, '-infinity'), coalesce(s.coveredthroughid, '00000000-0000-0000-0000-000000000000'))
+       order by createdat desc, id desc ${limitSql(limit)}
+     ) m on true`,
+    [visionId, visionId],
   );
-  return rows.map((r) => VisionMessage.fromRow(r));
+  const first = rows[0]!;
+  const summary = first.s_id == null ? null : VisionSummary.fromRow(Object.fromEntries(SUMMARY_COLUMNS.map((c) => [c, first[`s_${c}`]])));
+  const candidates: VisionMessage[] = [];
+  for (const r of rows) if (r.id != null) candidates.push(VisionMessage.fromRow(r));
+  return { summary, candidates };
 }
 
 /**
