@@ -41,6 +41,7 @@ import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
 import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
 import { cpuMs, freePort, postgresCpuDelta, postgresCpuSnapshot, rssBytes, startProcess } from './lib/procs.mjs';
+import { describeReference, machineReference } from './lib/machine.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH, '..');
@@ -1210,6 +1211,8 @@ async function main() {
   log(`server pid ${server.pid} on ${serverUrl()}`);
   pool = new pg.Pool({ connectionString: db.url, max: 4 });
   cleanups.push(() => pool.end());
+  const referenceAtStart = await machineReference(pool);
+  log(`machine at the start: ${describeReference(referenceAtStart)}`);
   await seedAll();
   await countStatements([
     ...CONTENT.flatMap((p) => [
@@ -1273,6 +1276,8 @@ async function main() {
     }
   }
   rows.sort((a, b) => a.n - b.n); // stable: a scenario's rows keep their order
+  const referenceAtEnd = await machineReference(pool);
+  log(`machine at the end:   ${describeReference(referenceAtEnd)}`);
 
   const finished = new Date();
   const table = printTable();
@@ -1282,7 +1287,7 @@ async function main() {
     finishedAt: finished.toISOString(),
     mode: QUICK ? 'quick (numbers are not meaningful)' : PARTIAL ? `partial (${argv.join(' ')})` : 'full',
     scenariosRun: [...ONLY].sort(),
-    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadAtStart, postgres: `${db.version} (${db.source})` },
+    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadAtStart, postgres: `${db.version} (${db.source})`, referenceAtStart, referenceAtEnd },
     commit: gitCommit(),
     parameters: P,
     targets: TARGETS,
