@@ -16,6 +16,31 @@ import { WsMeter } from '../metrics/ws-meter';
 import { deliverDirectly } from './ws-direct';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
 
+/** setTimeout's longest delay (about 24.8 days); a later expiry is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A connection lives as long as its token: at the token's expiry (exp plus the clock tolerance)
+ * the socket is closed with 4403, so its subscriptions stop receiving with the credential that
+ * started them. graphql-ws clients reconnect, calling connectionParams again for a fresh token.
+ */
+function closeAtExpiry(socket: WsExtra['socket'], identity: Identity): void {
+  const { expiresAt } = identity;
+  if (expiresAt === undefined) return;
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const left = expiresAt - Date.now();
+    if (left <= 0) {
+      socket.close(4403, 'Forbidden: token expired');
+      return;
+    }
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    timer.unref();
+  };
+  arm();
+  socket.once('close', () => clearTimeout(timer));
+}
+
 export interface GraphqlWsServer {
   wss: WebSocketServer;
   dispose(): Promise<void>;
@@ -96,6 +121,7 @@ export function startGraphqlWs(opts: {
             else wsPerUser.delete(identity.userId);
           });
           ctx.extra.identity = identity;
+          closeAtExpiry(socket, identity);
           meter?.connected(ctx);
           return true;
         } catch (err) {
