@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { print } from 'graphql';
+import { createClient as createSseClient } from 'graphql-sse';
 import { createClient, type Client } from 'graphql-ws';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import WebSocket from 'ws';
@@ -138,6 +140,64 @@ describe('JWT expiry (HS256)', () => {
       expect(sub.errors.map((e) => (e as Closed).code)).toEqual([4403]);
     }
     await Promise.all(clients.map((c) => c.dispose()));
+  });
+});
+
+describe('JWT expiry over SSE (HS256)', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({ AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE_SECONDS: String(TOLERANCE) });
+  });
+  afterAll(() => s?.stop());
+
+  it('an event stream lives as long as the token it was opened with, in both modes: ended at the expiry, later messages reach no one', async () => {
+    const user = newUser();
+    const longLived = await hs256({ sub: user }, nowSec() + 300);
+    const visionId = (await s.gql(CreateVisionDocument, {}, { token: longLived })).data!.createVision.id;
+    const send = async (content: string) => expect((await s.gql(SendMessageDocument, { input: { visionId, content } }, { token: longLived })).errors).toBeUndefined();
+    // accepted for about 3 more seconds (within the tolerance)
+    const exp = nowSec() - TOLERANCE + 3;
+    const expiresAt = (exp + TOLERANCE) * 1000;
+    const token = await hs256({ sub: user, n: 3 }, exp);
+
+    const subs = [false, true].map((singleConnection) => {
+      const client = createSseClient({
+        url: `${s.url}/graphql/stream`,
+        headers: { authorization: `Bearer ${token}` },
+        singleConnection,
+        retryAttempts: 0,
+      });
+      const sub = { client, contents: [] as string[], errors: [] as unknown[], endedAt: 0, ended: undefined as unknown as Promise<void> };
+      sub.ended = new Promise<void>((resolve) => {
+        const end = () => ((sub.endedAt = Date.now()), resolve());
+        client.subscribe<{ messageAdded: { content: string } }>(
+          { query: print(MessageAddedDocument), variables: { visionId } },
+          { next: (r) => void (r.data && sub.contents.push(r.data.messageAdded.content)), error: (e) => (sub.errors.push(e), end()), complete: end },
+        );
+      });
+      return sub;
+    });
+    await sleep(800); // both streams open and their subscriptions in place
+    await send('Before the expiry.');
+    expect(Date.now()).toBeLessThan(expiresAt); // the premise: both subscriptions ran before the expiry
+    for (const sub of subs) {
+      for (const deadline = Date.now() + 5000; !sub.contents.includes('Before the expiry.') && Date.now() < deadline; ) await sleep(50);
+      expect(sub.contents).toContain('Before the expiry.');
+    }
+
+    // nothing is asked of the server: at the expiry it ends both streams (the clients, which do
+    // not retry here, report that as an error); one that stays open would hang the test
+    const ended = await Promise.race([Promise.all(subs.map((sub) => sub.ended)), sleep(expiresAt - Date.now() + 3000).then(() => 'still open')]);
+    expect(ended).not.toBe('still open');
+    for (const sub of subs) {
+      expect(sub.endedAt).toBeGreaterThanOrEqual(expiresAt);
+      expect(sub.errors).toHaveLength(1);
+    }
+    const received = subs.map((sub) => sub.contents.length);
+    await send('After the expiry.');
+    await sleep(300);
+    expect(subs.map((sub) => sub.contents.length)).toEqual(received);
+    for (const sub of subs) sub.client.dispose();
   });
 });
 

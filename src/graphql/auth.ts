@@ -35,6 +35,27 @@ export function identityExpired(identity: Identity | null | undefined, now: numb
   return identity?.expiresAt !== undefined && now >= identity.expiresAt;
 }
 
+/** setTimeout's longest delay (about 24.8 days); a later expiry is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `fn` once, when the identity's credential stops being accepted (nothing for one without an
+ * expiry); returns the function that cancels it. A connection that lives as long as its token
+ * (WebSocket, SSE stream) ends itself with it.
+ */
+export function atExpiry(identity: Identity, fn: () => void): () => void {
+  const { expiresAt } = identity;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const left = expiresAt! - Date.now();
+    if (left <= 0) return fn();
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    timer.unref();
+  };
+  if (expiresAt !== undefined) arm();
+  return () => clearTimeout(timer);
+}
+
 function checkUserId(raw: unknown): string {
   if (typeof raw !== 'string' && typeof raw !== 'number') throw new UnauthenticatedError('The token carries no user id');
   const id = String(raw).trim();

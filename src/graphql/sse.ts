@@ -7,7 +7,7 @@ import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
 import { SseMeter } from '../metrics/sse-meter';
 import { graphqlHttpErrorHandler, type Armor } from './apollo';
-import type { Authenticator, Identity } from './auth';
+import { atExpiry, type Authenticator, type Identity } from './auth';
 import type { GraphQLContext } from './context';
 import { AppError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
@@ -266,7 +266,11 @@ export function registerGraphqlSse(
     const socket = request.raw.socket;
     const idleTimeout = socket.timeout;
     socket.setTimeout(0);
+    // the stream lives as long as the token it was opened with: ended at its expiry (graphql-sse
+    // clients take that for a network error and reconnect, asking for headers again)
+    const expire = context.identity && atExpiry(context.identity, () => void body.return(undefined).catch(() => undefined));
     await streams.pipe(body, res, () => {
+      expire?.();
       if (token) streams.end(token);
       else if (context.slot && userId) streams.release(userId);
     });

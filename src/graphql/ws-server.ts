@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Armor } from './apollo';
-import { identityExpired, type Authenticator, type Identity } from './auth';
+import { atExpiry, identityExpired, type Authenticator, type Identity } from './auth';
 import type { GraphQLContext } from './context';
 import { AuthUnavailableError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
@@ -15,31 +15,6 @@ import type { Metrics } from '../metrics/metrics';
 import { WsMeter } from '../metrics/ws-meter';
 import { deliverDirectly } from './ws-direct';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
-
-/** setTimeout's longest delay (about 24.8 days); a later expiry is waited for in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * A connection lives as long as its token: at the token's expiry (exp plus the clock tolerance)
- * the socket is closed with 4403, so its subscriptions stop receiving with the credential that
- * started them. graphql-ws clients reconnect, calling connectionParams again for a fresh token.
- */
-function closeAtExpiry(socket: WsExtra['socket'], identity: Identity): void {
-  const { expiresAt } = identity;
-  if (expiresAt === undefined) return;
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    const left = expiresAt - Date.now();
-    if (left <= 0) {
-      socket.close(4403, 'Forbidden: token expired');
-      return;
-    }
-    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-    timer.unref();
-  };
-  arm();
-  socket.once('close', () => clearTimeout(timer));
-}
 
 export interface GraphqlWsServer {
   wss: WebSocketServer;
@@ -121,7 +96,9 @@ export function startGraphqlWs(opts: {
             else wsPerUser.delete(identity.userId);
           });
           ctx.extra.identity = identity;
-          closeAtExpiry(socket, identity);
+          // the connection lives as long as its token: closed at its expiry, which ends its
+          // subscriptions; graphql-ws clients reconnect (4403), calling connectionParams again
+          socket.once('close', atExpiry(identity, () => socket.close(4403, 'Forbidden: token expired')));
           meter?.connected(ctx);
           return true;
         } catch (err) {

@@ -82,8 +82,8 @@ function systemTokens(tok: Tokenizer, system: string): number {
  * CONTEXT_TOKEN_BUDGET minus REPLY_TOKEN_RESERVE, at most MAX_MESSAGES. The newest message is
  * always included: one longer than what is left keeps its end. With a `recall`, older messages that
  * bear on the latest user message come after the summary (at most a quarter of the room). One
- * indexed statement (plus recall's), whatever the length of the dialog; token counts are read, not computed (rows from before counts existed
- * are counted once and stored).
+ * indexed statement (plus recall's), whatever the length of the dialog; token counts are read,
+ * not computed (rows from before counts existed are counted once and stored).
  */
 export async function planContext(
   sql: SqlRunner,
