@@ -543,6 +543,51 @@ describe('busy rule', () => {
     expect(fake.requests.length).toBe(calls);
   });
 
+  test('a reply closed while a send waits for the vision row lock is in the model context (the turn read from before the lock is dropped)', async () => {
+    // the turn reads the summary and the window in its own statement, whose snapshot is taken
+    // before the row lock is granted: here that snapshot still shows the earlier reply STREAMING
+    const user = newUser('stale-read');
+    const visionId = await createVision(user);
+    const [u1, r1] = [randomUUID(), randomUUID()];
+    await server.sql(
+      `insert into vision_messages (id, visionid, sender, messagetype, content, state, replyto, heartbeatat, createdat) values
+         (?, ?, 'user', 'text', 'Where to start', 'complete', null, null, clock_timestamp() - interval '2 seconds'),
+         (?, ?, 'assistant', 'text', 'Part of', 'streaming', ?, clock_timestamp(), clock_timestamp() - interval '1 second')`,
+      [u1, visionId, r1, visionId, u1],
+    );
+    fake.enqueue({ kind: 'stream', chunks: ['Next step.'] });
+    const lock = new PgClient({ connectionString: testDatabaseUrl() });
+    await lock.connect();
+    let result: GqlResult<SendMessageMutation>;
+    try {
+      await lock.query('begin');
+      // the reply's final write as the dialog does it: the reply and its vision's updatedat, committed later
+      await lock.query(`update vision_messages set content = 'Part of the plan: shoes first.', state = 'complete', heartbeatat = null where id = $1`, [r1]);
+      await lock.query('update visions set updatedat = greatest(now(), updatedat) where id = $1', [visionId]);
+      const sending = send(user, visionId, 'And then');
+      await waitUntil('the send waiting on the vision row', async () => {
+        const rows = await server.sql<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%update visions set updatedat%status = ''active''%'`,
+          [],
+        );
+        return rows[0]!.n > 0;
+      });
+      await lock.query('commit');
+      result = await sending;
+    } finally {
+      await lock.query('rollback').catch(() => undefined);
+      await lock.end();
+    }
+    expect(result.errors).toBeUndefined();
+    expect(result.data!.sendMessage.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'Next step.' });
+    const messages = fake.requests.at(-1)!.body.messages as { role: string; content: string }[];
+    expect(messages.slice(1)).toEqual([
+      { role: 'user', content: 'Where to start' },
+      { role: 'assistant', content: 'Part of the plan: shoes first.' },
+      { role: 'user', content: 'And then' },
+    ]);
+  });
+
   test('retryReply while a reply streams, and two concurrent retries: VISION_BUSY, nothing stored, one model call each time', async () => {
     const user = newUser('busy-retry');
     const visionId = await createVision(user);

@@ -209,12 +209,11 @@ it('a read prepared before a table changed is prepared again, not failed', async
 });
 
 /**
- * sendMessage's statements (issue 16): the turn (lock, check, both inserts) is one statement and
- * the final write (reply and vision bump) another, no begin/commit; the rest are the context
- * read (the summary and the window, one statement) and the call's tokenscount row (pending, then
- * settled).
+ * sendMessage's statements (issue 16): the turn (lock, check, both inserts, and the context's
+ * summary and window) is one statement and the final write (reply and vision bump) another, no
+ * begin/commit; the rest are the call's tokenscount row (pending, then settled).
  */
-it('sendMessage runs 5 statements: turn, summary and window, tokenscount pending and settled, final write', async () => {
+it('sendMessage runs 4 statements: turn with the context read, tokenscount pending and settled, final write', async () => {
   const user = newUser('send');
   const created = await s.gql<any, any>('mutation { createVision { id } }', {}, { user });
   const visionId = created.data.createVision.id as string;
@@ -224,5 +223,5 @@ it('sendMessage runs 5 statements: turn, summary and window, tokenscount pending
   const r = await send('second');
   expect(r.errors).toBeUndefined();
   expect(r.data.sendMessage.assistantMessage.state).toBe('COMPLETE');
-  expect(Number(r.headers.get('x-sql-statements'))).toBe(5);
+  expect(Number(r.headers.get('x-sql-statements'))).toBe(4);
 });

@@ -3,7 +3,7 @@ import type { SqlRunner } from '../db/sql';
 import type { Tokenizer } from '../llm/tokenizer';
 import { VisionMessage } from '../vision/message.entity';
 import { MessageType } from '../vision/vision.enums';
-import { findSummaryAndWindow, storeMessageTokens } from './memory.queries';
+import { findSummaryAndWindow, storeMessageTokens, type SummaryAndWindow } from './memory.queries';
 import type { VisionSummary } from './summary.entity';
 
 /** The heading of the summary's system message; part of the stable prefix. */
@@ -82,8 +82,9 @@ function systemTokens(tok: Tokenizer, system: string): number {
  * CONTEXT_TOKEN_BUDGET minus REPLY_TOKEN_RESERVE, at most MAX_MESSAGES. The newest message is
  * always included: one longer than what is left keeps its end. With a `recall`, older messages that
  * bear on the latest user message come after the summary (at most a quarter of the room). One
- * indexed statement (plus recall's), whatever the length of the dialog; token counts are read,
- * not computed (rows from before counts existed are counted once and stored).
+ * indexed statement (plus recall's), whatever the length of the dialog, or none with `read` (the
+ * same rows, read by the dialog's turn); token counts are read, not computed (rows from before
+ * counts existed are counted once and stored).
  */
 export async function planContext(
   sql: SqlRunner,
@@ -91,9 +92,10 @@ export async function planContext(
   rules: ContextRules,
   vision: { id: string; title: string },
   recall?: Recaller,
+  read?: SummaryAndWindow,
 ): Promise<ModelContextPlan> {
-  // one more than the window can hold: whether anything is left outside
-  const { summary, candidates } = await findSummaryAndWindow(sql, vision.id, rules.maxMessages + 1);
+  // one more than the window can hold: whether anything is left outside (`read` was read so by the dialog's turn)
+  const { summary, candidates } = read ?? (await findSummaryAndWindow(sql, vision.id, rules.maxMessages + 1));
   const missing = candidates.filter((m) => m.tokens == null).map((m) => ({ id: m.id, tokens: (m.tokens = tok.count(m.content)) }));
   if (missing.length) await storeMessageTokens(sql, missing);
 

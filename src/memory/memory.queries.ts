@@ -29,34 +29,60 @@ export async function findLatestSummaries(on: SqlOn, visionIds: readonly string[
 const AFTER_SUMMARY = '(createdat, id) > (select coveredthroughat, coveredthroughid from vision_summaries where id = ?)';
 
 const SUMMARY_COLUMNS = ['id', 'visionid', 'content', 'tokens', 'coveredmessages', 'coveredthroughid', 'coveredthroughat', 'model', 'createdat'];
-/** The summary's columns as `s_` columns on the first row only (its text is decoded once, not per message). */
-const FIRST_ROW_SUMMARY = SUMMARY_COLUMNS.map((c) => `case when row_number() over () = 1 then s.${c} end as s_${c}`).join(', ');
+
+/** What the model is sent from the stored path: the summary in use and the newest eligible messages after it, newest first. */
+export interface SummaryAndWindow {
+  summary: VisionSummary | null;
+  candidates: VisionMessage[];
+}
+
+/**
+ * The read of {@link findSummaryAndWindow} as two CTEs, for it and for a statement that reads them
+ * beside its own work (the dialog's turn): `s`, the summary in use (by its index), and `w`, the
+ * newest eligible messages after its coverage, newest first, at most `limit` (one indexed range
+ * scan after (coveredthroughat, coveredthroughid), however long the dialog). `visionId` is an SQL
+ * expression: a parameter, or a subquery of an earlier CTE.
+ */
+export function summaryAndWindowCtes(visionId: string, limit: number): string {
+  return `s as (select ${SUMMARY_COLUMNS.join(', ')} from vision_summaries where visionid = ${visionId} order by createdat desc, id desc limit 1),
+     w as (
+       select ${MESSAGE_COLUMNS} from vision_messages where visionid = ${visionId} and ${ELIGIBLE}
+         and (createdat, id) > (coalesce((select coveredthroughat from s), '-infinity'), coalesce((select coveredthroughid from s), '00000000-0000-0000-0000-000000000000'))
+       order by createdat desc, id desc ${limitSql(limit)}
+     )`;
+}
+
+/**
+ * The summary's columns as `s_` columns of a row that joins `s` (see {@link summaryAndWindowCtes}):
+ * `row`, on every row; `firstRow`, on the first row of the result only (its text is decoded once,
+ * not per message); `none`, nulls (a branch of a union that carries no summary).
+ */
+export function summaryColumns(on: 'row' | 'firstRow' | 'none'): string {
+  const value = (c: string) => (on === 'row' ? `s.${c}` : on === 'firstRow' ? `case when row_number() over () = 1 then s.${c} end` : 'null');
+  return SUMMARY_COLUMNS.map((c) => `${value(c)} as s_${c}`).join(', ');
+}
+
+/** The summary carried by a row's `s_` columns (see {@link summaryColumns}), or null. */
+export function summaryOfRow(row: Record<string, unknown>): VisionSummary | null {
+  return row.s_id == null ? null : VisionSummary.fromRow(Object.fromEntries(SUMMARY_COLUMNS.map((c) => [c, row[`s_${c}`]])));
+}
 
 /**
  * The summary in use (null when none) and the newest eligible messages after its coverage (all
- * when there is none), newest first, at most `limit`, in one statement: the summary row by its
- * index, then one indexed range scan of the messages after (coveredthroughat, coveredthroughid),
- * however long the dialog. Both come from one snapshot, so a summary step stored meanwhile cannot
- * leave a gap or an overlap between the summary and the window.
+ * when there is none), newest first, at most `limit`, in one statement (see
+ * {@link summaryAndWindowCtes}). Both come from one snapshot, so a summary step stored meanwhile
+ * cannot leave a gap or an overlap between the summary and the window.
  */
-export async function findSummaryAndWindow(on: SqlOn, visionId: string, limit: number): Promise<{ summary: VisionSummary | null; candidates: VisionMessage[] }> {
+export async function findSummaryAndWindow(on: SqlOn, visionId: string, limit: number): Promise<SummaryAndWindow> {
   const rows = await queryRows(
     on,
-    `select ${FIRST_ROW_SUMMARY}, m.*
-     from (select 1) one
-     left join lateral (select * from vision_summaries where visionid = ? order by createdat desc, id desc limit 1) s on true
-     left join lateral (
-       select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE}
-         and (createdat, id) > (coalesce(s.coveredthroughat, '-infinity'), coalesce(s.coveredthroughid, '00000000-0000-0000-0000-000000000000'))
-       order by createdat desc, id desc ${limitSql(limit)}
-     ) m on true`,
+    `with ${summaryAndWindowCtes('?::uuid', limit)}
+     select ${summaryColumns('firstRow')}, w.* from (select 1) one left join s on true left join w on true`,
     [visionId, visionId],
   );
-  const first = rows[0]!;
-  const summary = first.s_id == null ? null : VisionSummary.fromRow(Object.fromEntries(SUMMARY_COLUMNS.map((c) => [c, first[`s_${c}`]])));
   const candidates: VisionMessage[] = [];
   for (const r of rows) if (r.id != null) candidates.push(VisionMessage.fromRow(r));
-  return { summary, candidates };
+  return { summary: summaryOfRow(rows[0]!), candidates };
 }
 
 /**

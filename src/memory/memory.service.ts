@@ -8,6 +8,7 @@ import { tokenizerFor, type Tokenizer } from '../llm/tokenizer';
 import type { Logger } from '../logger';
 import type { VisionMessage } from '../vision/message.entity';
 import { planContext, type ContextRules, type ModelContextPlan } from './context';
+import type { SummaryAndWindow } from './memory.queries';
 import type { EmbeddingService } from '../search/embedder';
 import type { Recall } from '../search/recall';
 import { Summarizer } from './summarizer';
@@ -75,15 +76,16 @@ export class MemoryService {
    * What the model would be sent for the vision now. With `embedFor` (the owner, before a
    * reply) the latest user message is embedded for recall if it has no embedding yet (a metered
    * call; with `latest`, the message just stored, the call starts at once, beside the reads);
-   * without it, recall uses stored embeddings only and the model is never called.
+   * without it, recall uses stored embeddings only and the model is never called. `read`: the
+   * summary and window already read (by the dialog's turn); unset, they are read here.
    */
   plan(
     vision: { id: string; title: string },
     sql: SqlRunner = this.deps.sql,
-    opts: { embedFor?: string; latest?: VisionMessage } = {},
+    opts: { embedFor?: string; latest?: VisionMessage; read?: SummaryAndWindow } = {},
   ): Promise<ModelContextPlan> {
     const recall = this.search?.recall;
-    if (!recall?.enabled) return planContext(sql, this.tokenizer, this.rules, vision);
+    if (!recall?.enabled) return planContext(sql, this.tokenizer, this.rules, vision, undefined, opts.read);
     // the store readies itself and the new message's embedding is asked for at once, while the window is read
     if (opts.embedFor) void recall.warm(sql, vision.id);
     const early = opts.embedFor && opts.latest ? { id: opts.latest.id, vector: recall.embedNew(opts.embedFor, opts.latest) } : undefined;
@@ -96,7 +98,7 @@ export class MemoryService {
         embedFor: opts.embedFor,
         vector: early?.id === latest.id ? early.vector : undefined,
       });
-    return planContext(sql, this.tokenizer, this.rules, vision, recaller);
+    return planContext(sql, this.tokenizer, this.rules, vision, recaller, opts.read);
   }
 
   /** Tokens of a message's content, counted once when it is stored. */

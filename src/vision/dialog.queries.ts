@@ -60,61 +60,6 @@ export async function insertMessage(
   return VisionMessage.fromRow(row!);
 }
 
-/**
- * The turn of `sendMessage` in one statement (no transaction around it: a statement is atomic):
- * bumps the caller's ACTIVE vision (its row lock is held to the end of the statement), inserts
- * the user message and the STREAMING reply placeholder after it (a later instant, even within
- * one clock tick). Errors as the chain of statements it replaced (BENCHMARKS.md, issue 16):
- * NOT_FOUND when the vision is absent or someone else's, VISION_NOT_ACTIVE unless ACTIVE (then
- * nothing is written, not even the bump), VISION_BUSY when a reply streams (the partial unique
- * index), and the `clientMessageId` unique violation for the caller to resolve.
- */
-export async function insertTurn(
-  on: SqlOn,
-  t: { visionId: string; userId: string; content: string; clientMessageId: string | null; tokens: number | null },
-): Promise<{ title: string; user: VisionMessage; reply: VisionMessage }> {
-  for (let attempt = 0; ; attempt++) {
-    const rows = await turnStatement(on, t);
-    if (rows.length === 2) {
-      const user = rows.find((r) => r.sender === 'user')!;
-      const reply = rows.find((r) => r.sender === 'assistant')!;
-      return { title: user._title as string, user: VisionMessage.fromRow(user), reply: VisionMessage.fromRow(reply) };
-    }
-    // nothing was written: say why (a second statement, only on this path)
-    const [row] = await queryRows<{ status: VisionStatus }>(on, 'select status from visions where id = ? and userid = ?', [t.visionId, t.userId]);
-    if (!row) throw new NotFoundError();
-    // ACTIVE again by now (restored between the two statements): the turn is tried again
-    if (row.status !== VisionStatus.ACTIVE || attempt >= 2) throw new VisionNotActiveError(row.status === VisionStatus.ACTIVE ? VisionStatus.FROZEN : row.status);
-  }
-}
-
-async function turnStatement(
-  on: SqlOn,
-  t: { visionId: string; userId: string; content: string; clientMessageId: string | null; tokens: number | null },
-): Promise<Record<string, unknown>[]> {
-  try {
-    return await queryRows(
-      on,
-      `with v as (
-         update visions set updatedat = greatest(now(), updatedat) where id = ? and userid = ? and status = 'active' returning id, title
-       ), u as (
-         insert into vision_messages (id, visionid, sender, messagetype, content, state, clientmessageid, tokens, createdat)
-         select ?, v.id, 'user', 'text', ?, 'complete', ?, ?, clock_timestamp() from v
-         returning ${MESSAGE_COLUMNS}
-       ), r as (
-         insert into vision_messages (id, visionid, sender, messagetype, content, state, replyto, heartbeatat, createdat)
-         select ?, u.visionid, 'assistant', 'text', '', 'streaming', u.id, clock_timestamp(), greatest(clock_timestamp(), u.createdat + interval '1 microsecond') from u
-         returning ${MESSAGE_COLUMNS}
-       )
-       select (select title from v) as _title, u.* from u union all select null, r.* from r`,
-      [t.visionId, t.userId, uuidv7(), t.content, t.clientMessageId, t.tokens, uuidv7()],
-    );
-  } catch (err) {
-    if (constraintOf(err) === STREAMING_KEY) throw new VisionBusyError();
-    throw err;
-  }
-}
-
 /** A STREAMING assistant placeholder answering `userMessageId`; VISION_BUSY when one already streams. */
 export async function insertReply(on: SqlOn, visionId: string, userMessageId: string): Promise<VisionMessage> {
   try {

@@ -21,13 +21,13 @@ import {
   findStreamingReplyId,
   findUserMessageByKey,
   insertReply,
-  insertTurn,
   lockActiveVision,
   markReplyStopped,
   replyStatesOf,
   VisionBusyError,
 } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
+import { insertTurn, type Turn } from './turn.queries';
 import type { ReplyBuffer } from './reply-buffer';
 import { ReplyEvents } from './reply-events';
 import { LlmFailedError, QuotaRefusedError } from './dialog.errors';
@@ -151,11 +151,11 @@ export class DialogService {
       if (existing) return this.resultOf(existing);
     }
 
-    let turn: { title: string; user: VisionMessage; reply: VisionMessage };
+    let turn: Turn;
     try {
-      // ownership, status, the row lock and both inserts are one statement (NOT_FOUND, VISION_NOT_ACTIVE, VISION_BUSY)
+      // ownership, status, the row lock, both inserts and the context's read are one statement (NOT_FOUND, VISION_NOT_ACTIVE, VISION_BUSY)
       turn = await this.withStaleRecovery(visionId, () =>
-        insertTurn(this.sql, { visionId, userId, content, clientMessageId: key, tokens: this.deps.memory.count(content) }),
+        insertTurn(this.sql, { visionId, userId, content, clientMessageId: key, tokens: this.deps.memory.count(content), windowSize: this.deps.memory.rules.maxMessages }),
       );
     } catch (err) {
       if (key && constraintOf(err) === CLIENT_KEY) {
@@ -166,7 +166,7 @@ export class DialogService {
       throw err;
     }
     this.events.message(turn.user);
-    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true }));
+    return this.finish(turn.user, this.runner.launch(turn.title, userId, turn.user, turn.reply, { newMessage: true, read: turn.read }));
   }
 
   async retryReply(userId: string, visionIdRaw: string): Promise<DialogPair> {

@@ -11,6 +11,7 @@ import { callModelAndLogTokens, isProviderFault, type CallModelResult, type Mode
 import type { ModelContextPlan } from '../memory/context';
 import { QuotaExceededError } from '../tokenscount/budgets';
 import type { MemoryService } from '../memory/memory.service';
+import type { SummaryAndWindow } from '../memory/memory.queries';
 import { saveReplyProgress } from './dialog.queries';
 import type { VisionMessage } from './message.entity';
 import type { ReplyEvents } from './reply-events';
@@ -108,13 +109,14 @@ export class ReplyRunner {
   /**
    * Starts a reply to `user`. `newMessage`: the user message was stored by this turn (sendMessage),
    * so it has no embedding yet and recall asks for one at once; a retry answers a stored one.
+   * `read`: the summary and window the turn's statement read (see insertTurn); unset, the reply reads them.
    */
   launch(
     title: string,
     userId: string,
     user: VisionMessage,
     reply: VisionMessage,
-    opts: { newMessage: boolean },
+    opts: { newMessage: boolean; read?: SummaryAndWindow | null },
   ): RunningReply {
     const run: RunningReply = {
       visionId: reply.visionId,
@@ -124,7 +126,7 @@ export class ReplyRunner {
       done: undefined as unknown as Promise<VisionMessage>,
     };
     this.running.set(run.visionId, run);
-    run.done = this.generate(run, title, userId, opts.newMessage ? user : undefined, reply).finally(() => {
+    run.done = this.generate(run, title, userId, opts.newMessage ? user : undefined, reply, opts.read ?? undefined).finally(() => {
       if (this.running.get(run.visionId) === run) this.running.delete(run.visionId);
     });
     return run;
@@ -137,6 +139,7 @@ export class ReplyRunner {
     userId: string,
     newMessage: VisionMessage | undefined,
     reply: VisionMessage,
+    read: SummaryAndWindow | undefined,
   ): Promise<VisionMessage> {
     const { config, llm, logger, events, sql } = this.deps;
     let content = '';
@@ -168,7 +171,7 @@ export class ReplyRunner {
     let quota: QuotaExceededError | undefined;
     try {
       // budget, summary, recalled moments and window (memory/); the reply never waits for a summary step
-      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage }));
+      const context = (plan = await this.deps.memory.plan({ id: reply.visionId, title }, sql, { embedFor: userId, latest: newMessage, read }));
       result = await this.deps.breaker.run(
         () =>
           callModelAndLogTokens({
