@@ -414,6 +414,10 @@ describe('the dialog (real server)', () => {
     const before = await hits();
     h.release();
     await waitUntil('two failed final writes', async () => (await hits()) - before >= 2);
+    // the row settles in the reply's own final write: neither is written without the other
+    const { rows: replies } = await pg.query(`select state from vision_messages where visionid = $1 and sender = 'assistant'`, [visionId]);
+    expect(replies).toEqual([{ state: 'streaming' }]);
+    expect(await rowsOfVision(visionId)).toMatchObject([{ state: 'pending' }]);
     await pg.query('delete from mf_faults');
 
     const r = await sending;

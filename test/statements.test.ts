@@ -210,10 +210,10 @@ it('a read prepared before a table changed is prepared again, not failed', async
 
 /**
  * sendMessage's statements (issue 16): the turn (lock, check, both inserts, and the context's
- * summary and window) is one statement and the final write (reply and vision bump) another, no
- * begin/commit; the rest are the call's tokenscount row (pending, then settled).
+ * summary and window) is one statement, the call's tokenscount row (pending) another, and the
+ * final write (the reply, the vision bump and the row's final numbers) the third; no begin/commit.
  */
-it('sendMessage runs 4 statements: turn with the context read, tokenscount pending and settled, final write', async () => {
+it('sendMessage runs 3 statements: turn with the context read, tokenscount pending row, final write with the settlement', async () => {
   const user = newUser('send');
   const created = await s.gql<any, any>('mutation { createVision { id } }', {}, { user });
   const visionId = created.data.createVision.id as string;
@@ -223,5 +223,5 @@ it('sendMessage runs 4 statements: turn with the context read, tokenscount pendi
   const r = await send('second');
   expect(r.errors).toBeUndefined();
   expect(r.data.sendMessage.assistantMessage.state).toBe('COMPLETE');
-  expect(Number(r.headers.get('x-sql-statements'))).toBe(4);
+  expect(Number(r.headers.get('x-sql-statements'))).toBe(3);
 });

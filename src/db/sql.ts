@@ -57,6 +57,16 @@ export function limitSql(n: number): string {
   return `limit ${n}`;
 }
 
+/**
+ * A statement that runs inside another statement, as one of its CTEs (`with x as (…)`): its text
+ * with `?` placeholders and their values in order. A data-modifying CTE runs whether or not the
+ * rest of the statement reads it, atomically with it.
+ */
+export interface SqlPart {
+  sql: string;
+  params: unknown[];
+}
+
 interface PooledClient {
   query(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }>;
   query(text: string): Promise<{ rows: unknown[] }>;

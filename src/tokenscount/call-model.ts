@@ -3,7 +3,7 @@ import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/reso
 import type { CompletionUsage } from 'openai/resources/completions';
 import type { SqlRunner } from '../db/sql';
 import type { Logger } from '../logger';
-import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry } from './call-rows';
+import { beginCall, estimateCompletion, estimatePrompt, settleCallWithRetry, type CallSettlement, type SettledCallRow } from './call-rows';
 import { callDeadline } from './call-deadline';
 import { cachedPromptTokens, type PriceTable } from './prices';
 import type { TokenBudgets } from './budgets';
@@ -18,7 +18,7 @@ import {
 } from './model-failure';
 
 export { classifyModelError, classifyModelFailure, isProviderFault, type FinishReason, type ModelFailure, type ModelFailureReason } from './model-failure';
-export { settleAbandonedCalls, settlePendingCall, TokensCountWriteError, type SettlePendingCall } from './call-rows';
+export { settleAbandonedCalls, settleCallSql, settleCallWithRetry, settlePendingCall, TokensCountWriteError, type CallSettlement, type SettlePendingCall } from './call-rows';
 
 export type ModelFinish = 'complete' | 'stopped' | 'failed';
 
@@ -61,6 +61,14 @@ export interface CallModelParams {
   closing?: AbortSignal;
   /** Attempts of the row's final write while the process runs. @default 20 */
   settleAttempts?: number;
+  /**
+   * The caller writes the row's final numbers itself, inside its own final write
+   * (`settleCallSql(result.settlement)` as a CTE: one round trip less, and the row settles
+   * atomically with what the call produced), and falls back to `settleCallWithRetry` when that
+   * write gives up. The row stays pending until then; a caller that dies leaves it to the
+   * sweepers, as a process killed mid-call does.
+   */
+  deferSettle?: boolean;
   /** Where failed attempts of the row's final write are reported. */
   logger?: Pick<Logger, 'warn' | 'error'>;
   /**
@@ -113,8 +121,10 @@ export interface CallModelResult {
   localPromptTokens: number;
   /** The tokenscount row written for this call. */
   tokensCountId: string;
-  /** False when the row's final write gave up (shutdown): it stays pending until a sweeper settles it. */
+  /** False when the row's final write gave up (shutdown), or was deferred: it stays pending until then. */
   settled: boolean;
+  /** With `deferSettle`: the row's final numbers, for the caller's own final write. */
+  settlement?: CallSettlement;
 }
 
 /**
@@ -123,7 +133,7 @@ export interface CallModelResult {
  * (pending, with the local prompt estimate) before the request leaves, so a process killed
  * mid-stream still leaves it for the sweeper; when that write fails the model is not called and
  * {@link TokensCountWriteError} is thrown. When the call ends the row gets the final numbers,
- * retried through database hiccups. Model failures are returned (`finish: "failed"` with a
+ * retried through database hiccups (or, with `deferSettle`, the caller writes them with its own). Model failures are returned (`finish: "failed"` with a
  * reason), never thrown.
  */
 export async function callModelAndLogTokens(p: CallModelParams): Promise<CallModelResult> {
@@ -213,27 +223,23 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     completionTokens,
     estimated,
   });
-  const settled = await settleCallWithRetry(
-    p.em,
-    tokensCountId,
-    {
-      promptTokens,
-      completionTokens,
-      totalTokens,
-      rawUsage: usage ?? null,
-      costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens, cachedPromptTokens: cachedPromptTokens(usage), completionTokens }) ?? null,
-      meta: {
-        ...p.meta,
-        finish,
-        ...(failure ? { reason: failure.reason } : {}),
-        ...(failure?.status ? { status: failure.status } : {}),
-        ...(finishReason ? { finishReason } : {}),
-        ...(estimated ? { estimated: true } : {}),
-        localPromptTokens,
-      },
+  const final: SettledCallRow = {
+    promptTokens,
+    completionTokens,
+    totalTokens,
+    rawUsage: usage ?? null,
+    costMicroUsd: p.prices?.costMicroUsd(p.model, { promptTokens, cachedPromptTokens: cachedPromptTokens(usage), completionTokens }) ?? null,
+    meta: {
+      ...p.meta,
+      finish,
+      ...(failure ? { reason: failure.reason } : {}),
+      ...(failure?.status ? { status: failure.status } : {}),
+      ...(finishReason ? { finishReason } : {}),
+      ...(estimated ? { estimated: true } : {}),
+      localPromptTokens,
     },
-    { closing: p.closing, attempts: p.settleAttempts, logger: p.logger },
-  );
+  };
+  const settled = p.deferSettle ? false : await settleCallWithRetry(p.em, tokensCountId, final, { closing: p.closing, attempts: p.settleAttempts, logger: p.logger });
   return {
     content,
     toolCalls: finish === 'complete' ? calls.filter(Boolean) : [],
@@ -250,5 +256,6 @@ export async function callModelAndLogTokens(p: CallModelParams): Promise<CallMod
     localPromptTokens,
     tokensCountId,
     settled,
+    ...(p.deferSettle ? { settlement: { id: tokensCountId, row: final } } : {}),
   };
 }

@@ -1,6 +1,6 @@
 import { countTokens, encodeChat } from 'gpt-tokenizer';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { inTransaction, queryRows, type SqlOn, type SqlRunner } from '../db/sql';
+import { inTransaction, queryRows, type SqlOn, type SqlPart, type SqlRunner } from '../db/sql';
 import { QuotaExceededError, type TokenBudgets } from './budgets';
 import type { Logger } from '../logger';
 import type { PriceTable } from './prices';
@@ -94,12 +94,29 @@ export interface SettledCallRow {
  * sweeper waits), the numbers of the live process are the better ones.
  */
 export async function settleCall(sql: SqlRunner, id: string, row: SettledCallRow): Promise<void> {
-  await queryRows(
-    sql,
-    `update tokenscount set prompttokens = ?, completiontokens = ?, totaltokens = ?, rawusage = ?::jsonb, meta = ?::jsonb, state = 'settled', costmicrousd = ?
+  const { sql: text, params } = settleCallSql({ id, row });
+  await queryRows(sql, text, params);
+}
+
+/** A call whose final numbers its caller writes (see `deferSettle` of callModelAndLogTokens). */
+export interface CallSettlement {
+  /** The tokenscount row. */
+  id: string;
+  row: SettledCallRow;
+}
+
+/**
+ * {@link settleCall}'s statement, for a caller that runs it inside its own final write (as a CTE,
+ * see {@link SqlPart}): the row is then settled atomically with what the call produced, in one
+ * round trip.
+ */
+export function settleCallSql(s: CallSettlement): SqlPart {
+  const { row } = s;
+  return {
+    sql: `update tokenscount set prompttokens = ?, completiontokens = ?, totaltokens = ?, rawusage = ?::jsonb, meta = ?::jsonb, state = 'settled', costmicrousd = ?
      where id = ?`,
-    [row.promptTokens, row.completionTokens, row.totalTokens, row.rawUsage == null ? null : JSON.stringify(row.rawUsage), JSON.stringify(row.meta), row.costMicroUsd ?? null, id],
-  );
+    params: [row.promptTokens, row.completionTokens, row.totalTokens, row.rawUsage == null ? null : JSON.stringify(row.rawUsage), JSON.stringify(row.meta), row.costMicroUsd ?? null, s.id],
+  };
 }
 
 export interface SettleRetry {

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { queryRows, type SqlOn } from '../db/sql';
+import { queryRows, type SqlOn, type SqlPart } from '../db/sql';
 import { AppError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import { VisionMessage, MESSAGE_COLUMNS, messageColumns } from './message.entity';
 import { MessageState, MessageType, VisionStatus } from './vision.enums';
@@ -133,13 +133,15 @@ export async function storeReplyFinal(
     payload: Record<string, unknown> | null;
     /** Set for a reply that became another type (`file_result`); unset: the type stays. */
     type?: MessageType;
+    /** Written in the same statement, whether or not the reply row matched (the reply's model call settled). */
+    also?: SqlPart;
   },
 ): Promise<VisionMessage> {
   const payload = r.payload && JSON.stringify(r.payload);
-  // one statement (atomic without a transaction): the reply and its vision's updatedat
+  // one statement (atomic without a transaction): the reply, its vision's updatedat and `also`
   const [row] = await queryRows(
     on,
-    `with m as (
+    `with ${r.also ? `a as (${r.also.sql}), ` : ''}m as (
        update vision_messages set
          messagetype = coalesce(?, messagetype),
          content = ?,
@@ -153,7 +155,7 @@ export async function storeReplyFinal(
        update visions set updatedat = greatest(now(), updatedat) where id = ?
      )
      select * from m`,
-    [r.type ?? null, r.content, r.tokens, r.state, payload, payload, r.replyId, r.visionId],
+    [...(r.also?.params ?? []), r.type ?? null, r.content, r.tokens, r.state, payload, payload, r.replyId, r.visionId],
   );
   if (row) return VisionMessage.fromRow(row);
   const [current] = await queryRows(on, `select ${MESSAGE_COLUMNS} from vision_messages where id = ?`, [r.replyId]);

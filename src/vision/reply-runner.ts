@@ -7,7 +7,7 @@ import type { SqlRunner } from '../db/sql';
 import type { DocumentTool, StoredDocument } from '../files/document-tool';
 import type { Logger } from '../logger';
 import { BreakerOpenError, type ModelBreaker } from '../llm/breaker';
-import { callModelAndLogTokens, isProviderFault, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
+import { callModelAndLogTokens, isProviderFault, settleCallSql, settleCallWithRetry, type CallModelResult, type ModelFailureReason } from '../tokenscount/call-model';
 import type { ModelContextPlan } from '../memory/context';
 import { QuotaExceededError } from '../tokenscount/budgets';
 import type { MemoryService } from '../memory/memory.service';
@@ -193,6 +193,8 @@ export class ReplyRunner {
             signal: run.abort.signal,
             timeoutMs: config.llm.timeoutMs,
             closing: this.closing.signal,
+            // the row's final numbers are written with the reply's final state (storeFinal)
+            deferSettle: true,
             logger,
             onDelta: (delta) => {
               content += delta;
@@ -250,7 +252,10 @@ export class ReplyRunner {
         : cut
           ? { finishReason: result!.finishReason }
           : null;
-    const final = await this.storeFinal({ reply, state, content: text, payload, document, contentWithoutCaption: textBeforeCaption });
+    const settlement = result?.settlement;
+    const final = await this.storeFinal({ reply, state, content: text, payload, document, contentWithoutCaption: textBeforeCaption, settle: settlement && settleCallSql(settlement) });
+    // the reply's write gave up (shutdown with the database away): the row is tried on its own once more
+    if (!final && settlement) await settleCallWithRetry(sql, settlement.id, settlement.row, { closing: this.closing.signal, logger });
     if (final) events.ended(final, seq + 1);
     if (final && plan && final.state !== MessageState.FAILED) {
       await this.deps.memory.afterReply(reply.visionId, plan).catch((err) => logger.warn({ err, visionId: reply.visionId }, 'queueing a summary step failed'));

@@ -1,4 +1,4 @@
-import { inTransaction, queryRows, type SqlOn, type SqlRunner, type SqlTx } from '../db/sql';
+import { inTransaction, queryRows, type SqlOn, type SqlPart, type SqlRunner, type SqlTx } from '../db/sql';
 import type { StoredDocument } from '../files/document-tool';
 import { clearUpload, insertFile } from '../files/files.queries';
 import type { Logger } from '../logger';
@@ -18,6 +18,8 @@ export interface ReplyFinal {
   document?: StoredDocument;
   /** The content without the document's caption, kept when the document cannot be attached. */
   contentWithoutCaption?: string;
+  /** Written with the reply, in its statement: the settlement of the reply's model call (tokenscount/). */
+  settle?: SqlPart;
 }
 
 /**
@@ -44,13 +46,14 @@ async function attachDocument(tx: SqlTx, f: ReplyFinal & { document: StoredDocum
     tokens,
     payload: { ...f.payload, fileid: d.id, filename: d.filename },
     type: MessageType.FILE_RESULT,
+    also: f.settle,
   });
 }
 
 /**
  * Writes a reply's final state, retrying while the database is unreachable, so a live process
- * never leaves a reply STREAMING. Gives up (null) only when `closing` is aborted: the next
- * start's sweeper closes the reply then. A document that could not be attached is removed from
+ * never leaves a reply STREAMING, with `settle` in the same statement. Gives up (null) only when
+ * `closing` is aborted: the next start's sweeper closes the reply then. A document that could not be attached is removed from
  * storage (what a crash leaves behind, the orphan sweep removes).
  */
 export async function storeFinalReply(
@@ -78,6 +81,7 @@ export async function storeFinalReply(
           content,
           tokens: deps.count(content),
           payload: dropped ? { stop: 'status' } : f.payload,
+          also: f.settle,
         });
       });
       if (dropped && f.document) {
