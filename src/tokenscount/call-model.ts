@@ -133,8 +133,8 @@ export interface CallModelResult {
  * (pending, with the local prompt estimate) before the request leaves, so a process killed
  * mid-stream still leaves it for the sweeper; when that write fails the model is not called and
  * {@link TokensCountWriteError} is thrown. When the call ends the row gets the final numbers,
- * retried through database hiccups (or, with `deferSettle`, the caller writes them with its own). Model failures are returned (`finish: "failed"` with a
- * reason), never thrown.
+ * retried through database hiccups (with `deferSettle`, the caller writes them in its own final
+ * statement). Model failures are returned (`finish: "failed"` with a reason), never thrown.
  */
 export async function callModelAndLogTokens(p: CallModelParams): Promise<CallModelResult> {
   const localPromptTokens = p.localPromptTokens ?? estimatePrompt(p.messages);

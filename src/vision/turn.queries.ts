@@ -51,13 +51,14 @@ export async function insertTurn(on: SqlOn, t: TurnInput): Promise<Turn> {
     const user = rows.find((r) => r._k === 'u');
     const reply = rows.find((r) => r._k === 'r');
     if (user && reply) {
+      const message = VisionMessage.fromRow(user);
       let read: SummaryAndWindow | null = null;
       if (!user._busy) {
-        const candidates = [VisionMessage.fromRow(user)];
+        const candidates = [message];
         for (const r of rows) if (r._k === 'w') candidates.push(VisionMessage.fromRow(r));
         read = { summary: summaryOfRow(user), candidates };
       }
-      return { title: user._title as string, user: VisionMessage.fromRow(user), reply: VisionMessage.fromRow(reply), read };
+      return { title: user._title as string, user: message, reply: VisionMessage.fromRow(reply), read };
     }
     // nothing was written: say why (a second statement, only on this path)
     const [row] = await queryRows<{ status: VisionStatus }>(on, 'select status from visions where id = ? and userid = ?', [t.visionId, t.userId]);
