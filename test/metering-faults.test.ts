@@ -69,7 +69,17 @@ beforeAll(async () => {
       end if;
       return new;
     end $$;
-    create trigger mf_fault before insert or update on tokenscount for each row execute function mf_fault();`);
+    create trigger mf_fault before insert or update on tokenscount for each row execute function mf_fault();
+    -- the same for the final write of a reply (op 'REPLY', keyed by its vision): a reply leaving STREAMING
+    create function mf_reply_fault() returns trigger language plpgsql as $$
+    begin
+      if old.state = 'streaming' and new.state <> 'streaming' and exists (select 1 from mf_faults f where f.op = 'REPLY' and f.key = new.visionid::text) then
+        perform nextval('mf_hits');
+        raise exception 'injected reply fault';
+      end if;
+      return new;
+    end $$;
+    create trigger mf_reply_fault before update on vision_messages for each row execute function mf_reply_fault();`);
 });
 
 beforeEach(() => fake.reset());
@@ -128,7 +138,7 @@ const rowsOf = async (key: string): Promise<Row[]> =>
 const rowsOfVision = async (visionId: string): Promise<Row[]> =>
   (await pg.query(`select * from tokenscount where meta ->> 'visionid' = $1 order by id`, [visionId])).rows;
 
-async function fault(op: 'INSERT' | 'UPDATE', key: string): Promise<void> {
+async function fault(op: 'INSERT' | 'UPDATE' | 'REPLY', key: string): Promise<void> {
   await pg.query(`insert into mf_faults (op, key) values ($1, $2)`, [op, key]);
 }
 async function hits(): Promise<number> {
@@ -427,6 +437,27 @@ describe('the dialog (real server)', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ state: 'settled', prompttokens: 70, completiontokens: 4, totaltokens: 74 });
     expect(rows[0]!.meta).toMatchObject({ finish: 'complete', messageid: r.data!.sendMessage.assistantMessage.id });
+  });
+
+  test("a fault on the reply's final write: its tokenscount row stays pending with it, and both settle together", async () => {
+    const user = newUser('meter');
+    const visionId = await createVision(server, user);
+    const usage = { prompt_tokens: 60, completion_tokens: 3, total_tokens: 63 };
+    fake.enqueue({ kind: 'stream', chunks: ['One', ' step.'], usage });
+    await fault('REPLY', visionId);
+    const before = await hits();
+    const sending = send(server, user, visionId, 'Hello');
+    await waitUntil('two failed final writes', async () => (await hits()) - before >= 2);
+    // the model call has ended, but its numbers go with the reply: not settled while the reply cannot be written
+    expect(await rowsOfVision(visionId)).toMatchObject([{ state: 'pending' }]);
+    await pg.query('delete from mf_faults');
+
+    const r = await sending;
+    expect(r.errors).toBeUndefined();
+    expect(r.data!.sendMessage.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'One step.' });
+    const rows = await rowsOfVision(visionId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ state: 'settled', prompttokens: 60, completiontokens: 3, totaltokens: 63 });
   });
 
   test('the pending row cannot be written: no model call, LLM_FAILED, the reply is FAILED, no row', async () => {
