@@ -40,11 +40,13 @@ import { DEFAULT_PROFILES, PROFILES as CONTENT_PROFILES, QUICK_PROFILES, describ
 import { FIRST_CHUNK_RE, startFakeModel } from './lib/fake-model.mjs';
 import { signJwt } from './lib/jwt.mjs';
 import { autocannonRun, httpPost, median, percentile, serialLoop, summarize } from './lib/load.mjs';
-import { cpuMs, freePort, postgresCpuDelta, postgresCpuSnapshot, rssBytes, startProcess } from './lib/procs.mjs';
+import { cpuMs, freePort, postgresCpuDelta, postgresCpuSnapshot, rssBytes, serverNodeFlags, startProcess } from './lib/procs.mjs';
 import { describeReference, machineReference } from './lib/machine.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH, '..');
+/** `npm start`'s Node flags, for every server measured (see serverNodeFlags). */
+const SERVER_FLAGS = serverNodeFlags(ROOT);
 
 // ------------------------------------------------------------------ options and parameters
 
@@ -188,7 +190,7 @@ const serverUrl = () => `http://127.0.0.1:${serverPort}`;
  */
 async function spawnOurServer({ sqlStats = false, profile = PROFILE, heap = HEAP, name, env = {} } = {}) {
   const port = await freePort();
-  const nodeArgs = [];
+  const nodeArgs = [...SERVER_FLAGS];
   serverSeq++;
   if (profile) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=server-${serverSeq}-${Date.now()}.cpuprofile`);
   if (heap) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`);
@@ -933,6 +935,7 @@ async function fanOutFloor(n) {
   const floor = await startProcess({
     name: 'fan-out floor',
     cwd: BENCH,
+    nodeArgs: SERVER_FLAGS,
     args: [join(BENCH, 'fanout-floor-server.mjs')],
     readyUrl: `http://127.0.0.1:${port}/healthz`,
     env: { NODE_ENV: 'production', PORT: String(port) },
@@ -1230,6 +1233,7 @@ async function main() {
     pgProc = await startProcess({
       name: 'postgraphile',
       cwd: BENCH,
+      nodeArgs: SERVER_FLAGS,
       args: [join(BENCH, 'postgraphile-server.mjs')],
       readyUrl: `${pgBase}/healthz`,
       env: { NODE_ENV: 'production', PORT: String(port), DATABASE_URL: db.url, JWT_SECRET: secret, POOL_MAX: '10' },
@@ -1243,6 +1247,7 @@ async function main() {
     floor = await startProcess({
       name: 'floor',
       cwd: BENCH,
+      nodeArgs: SERVER_FLAGS,
       args: [join(BENCH, 'floor-server.mjs')],
       readyUrl: `http://127.0.0.1:${port}/healthz`,
       env: { NODE_ENV: 'production', PORT: String(port), DATABASE_URL: db.url, JWT_SECRET: secret, POOL_MAX: '10', MODEL_URL: fake.baseURL },

@@ -3,6 +3,20 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/**
+ * The Node flags of `npm start` (package.json: `exec node <flags> dist/src/index.js`). Every server
+ * the bench measures runs with them: ours, so that it is measured as it is run, and the baselines
+ * (PostGraphile, the raw-pg floor, the fan-out floor), so that both sides of a ratio have the same
+ * runtime settings and the ratio compares code.
+ */
+export function serverNodeFlags(root) {
+  const start = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start;
+  const m = /\bnode\s+((?:--\S+\s+)*)dist\/src\/index\.js/.exec(start);
+  if (!m) throw new Error(`package.json's start script is not "node [--flags] dist/src/index.js": ${start}`);
+  return m[1].split(/\s+/).filter(Boolean);
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
