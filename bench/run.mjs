@@ -1216,6 +1216,7 @@ async function main() {
   cleanups.push(() => pool.end());
   const referenceAtStart = await machineReference(pool);
   log(`machine at the start: ${describeReference(referenceAtStart)}`);
+  log(`servers (ours, PostGraphile, the floors) run with npm start's Node flags: ${SERVER_FLAGS.join(' ') || '(none)'}`);
   await seedAll();
   await countStatements([
     ...CONTENT.flatMap((p) => [
@@ -1292,7 +1293,7 @@ async function main() {
     finishedAt: finished.toISOString(),
     mode: QUICK ? 'quick (numbers are not meaningful)' : PARTIAL ? `partial (${argv.join(' ')})` : 'full',
     scenariosRun: [...ONLY].sort(),
-    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadAtStart, postgres: `${db.version} (${db.source})`, referenceAtStart, referenceAtEnd },
+    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadAtStart, postgres: `${db.version} (${db.source})`, referenceAtStart, referenceAtEnd, serverNodeFlags: SERVER_FLAGS },
     commit: gitCommit(),
     parameters: P,
     targets: TARGETS,

@@ -1,4 +1,4 @@
-// Child processes of the bench: the server under test (`node dist/src/index.js`, as in
+// Child processes of the bench: the server under test (`node <npm start's flags> dist/src/index.js`, as in
 // production), PostGraphile, the raw-pg floor, the subscriber swarm. Each is its own process.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
