@@ -410,6 +410,26 @@ async function createVision(s: { gql: TestServer['gql'] }, user: string): Promis
 const send = (s: { gql: TestServer['gql'] }, user: string, visionId: string, content: string) =>
   s.gql(SendMessageDocument, { input: { visionId, content } }, { user });
 
+type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+
+/** While a final write keeps failing: the reply is still STREAMING and its one row pending (the row settles in the reply's own final write). */
+async function expectNeitherWritten(visionId: string): Promise<void> {
+  const { rows: replies } = await pg.query(`select state from vision_messages where visionid = $1 and sender = 'assistant'`, [visionId]);
+  expect(replies).toEqual([{ state: 'streaming' }]);
+  expect(await rowsOfVision(visionId)).toMatchObject([{ state: 'pending' }]);
+}
+
+/** Once the fault is gone: the send answers a COMPLETE reply with `content`, and its one row is settled with the provider's numbers. */
+async function expectBothFinal(sending: ReturnType<typeof send>, visionId: string, content: string, usage: Usage) {
+  const r = await sending;
+  expect(r.errors).toBeUndefined();
+  expect(r.data!.sendMessage.assistantMessage).toMatchObject({ state: 'COMPLETE', content });
+  const rows = await rowsOfVision(visionId);
+  expect(rows).toHaveLength(1);
+  expect(rows[0]).toMatchObject({ state: 'settled', prompttokens: usage.prompt_tokens, completiontokens: usage.completion_tokens, totaltokens: usage.total_tokens });
+  return { r, row: rows[0]! };
+}
+
 describe('the dialog (real server)', () => {
   test('a database fault as the stream ends: the reply is still COMPLETE and its one row has the provider numbers', async () => {
     const user = newUser('meter');
@@ -424,19 +444,11 @@ describe('the dialog (real server)', () => {
     const before = await hits();
     h.release();
     await waitUntil('two failed final writes', async () => (await hits()) - before >= 2);
-    // the row settles in the reply's own final write: neither is written without the other
-    const { rows: replies } = await pg.query(`select state from vision_messages where visionid = $1 and sender = 'assistant'`, [visionId]);
-    expect(replies).toEqual([{ state: 'streaming' }]);
-    expect(await rowsOfVision(visionId)).toMatchObject([{ state: 'pending' }]);
+    await expectNeitherWritten(visionId);
     await pg.query('delete from mf_faults');
 
-    const r = await sending;
-    expect(r.errors).toBeUndefined();
-    expect(r.data!.sendMessage.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'Keep going.' });
-    const rows = await rowsOfVision(visionId);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ state: 'settled', prompttokens: 70, completiontokens: 4, totaltokens: 74 });
-    expect(rows[0]!.meta).toMatchObject({ finish: 'complete', messageid: r.data!.sendMessage.assistantMessage.id });
+    const { r, row } = await expectBothFinal(sending, visionId, 'Keep going.', usage);
+    expect(row.meta).toMatchObject({ finish: 'complete', messageid: r.data!.sendMessage.assistantMessage.id });
   });
 
   test("a fault on the reply's final write: its tokenscount row stays pending with it, and both settle together", async () => {
@@ -449,15 +461,10 @@ describe('the dialog (real server)', () => {
     const sending = send(server, user, visionId, 'Hello');
     await waitUntil('two failed final writes', async () => (await hits()) - before >= 2);
     // the model call has ended, but its numbers go with the reply: not settled while the reply cannot be written
-    expect(await rowsOfVision(visionId)).toMatchObject([{ state: 'pending' }]);
+    await expectNeitherWritten(visionId);
     await pg.query('delete from mf_faults');
 
-    const r = await sending;
-    expect(r.errors).toBeUndefined();
-    expect(r.data!.sendMessage.assistantMessage).toMatchObject({ state: 'COMPLETE', content: 'One step.' });
-    const rows = await rowsOfVision(visionId);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ state: 'settled', prompttokens: 60, completiontokens: 3, totaltokens: 63 });
+    await expectBothFinal(sending, visionId, 'One step.', usage);
   });
 
   test('the pending row cannot be written: no model call, LLM_FAILED, the reply is FAILED, no row', async () => {
