@@ -7,6 +7,7 @@ import {
   type DocumentNode,
   type ExecutionResult,
   type GraphQLSchema,
+  type OperationDefinitionNode,
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { AppError, ErrorCode } from './errors';
@@ -25,25 +26,8 @@ const SUBSCRIPTION_OVER_HTTP = 'Subscriptions are served over WebSocket (graphql
  * cannot compile run on graphql-js. Subscriptions are not Apollo's: see subscriptions.ts.
  */
 export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number } = {}): GatewayInterface {
-  const max = opts.maxOperations ?? 1000;
-  // Apollo keeps one parsed document per query text, so the document object is the key
-  const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
-  let count = 0;
-
-  const compile = (document: DocumentNode, operationName: string | undefined): CompiledQuery | null => {
-    let byName = compiled.get(document);
-    if (!byName) compiled.set(document, (byName = new Map()));
-    const key = operationName ?? '';
-    let query = byName.get(key);
-    if (query === undefined) {
-      const result = count < max ? compileQuery(schema, document, operationName) : null;
-      query = result && isCompiledQuery(result) ? result : null;
-      // beyond `max` distinct operations (an unusual client fleet), graphql-js interprets the rest
-      if (query) count++;
-      byName.set(key, query);
-    }
-    return query;
-  };
+  const compiled = new CompiledOperations(schema, opts);
+  const compile = (document: DocumentNode, operationName: string | undefined) => compiled.get(document, operationName);
 
   const executor: GatewayExecutor = async (requestContext) => {
     const { document, request, context: contextValue } = requestContext;
@@ -62,15 +46,7 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
     }
     const query = compile(document, operation.name?.value);
     if (!query) return execute({ schema, document, contextValue, variableValues: request.variables, operationName });
-    const result: ExecutionResult = await query.query(undefined, contextValue, request.variables ?? {});
-    if (!result.errors) return result;
-    if (!('data' in result)) {
-      // nothing ran: the variables were refused. graphql-js's errors for them are the ones Apollo
-      // recognises as BAD_USER_INPUT (HTTP 400), exactly as without this executor
-      const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], request.variables ?? {});
-      if (coerced.errors) return { errors: coerced.errors };
-    }
-    return { ...result, errors: result.errors.map(asGraphQLError) };
+    return runCompiled(schema, query, operation, contextValue, request.variables);
   };
 
   return {
@@ -83,6 +59,62 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
     },
     async stop() {},
   };
+}
+
+/**
+ * Operations compiled by graphql-jit, by document object and operation name: callers keep one
+ * document per query text (Apollo's document store, the HTTP lane's cache), so the object is the
+ * key and a document that is forgotten takes its compiled operations with it. Beyond
+ * `maxOperations` distinct operations (an unusual client fleet) graphql-js interprets the rest
+ * (`get` answers null, as for an operation graphql-jit cannot compile).
+ */
+export class CompiledOperations {
+  private readonly compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
+  private readonly max: number;
+  private count = 0;
+
+  constructor(
+    private readonly schema: GraphQLSchema,
+    opts: { maxOperations?: number } = {},
+  ) {
+    this.max = opts.maxOperations ?? 1000;
+  }
+
+  get(document: DocumentNode, operationName: string | undefined): CompiledQuery | null {
+    let byName = this.compiled.get(document);
+    if (!byName) this.compiled.set(document, (byName = new Map()));
+    const key = operationName ?? '';
+    let query = byName.get(key);
+    if (query === undefined) {
+      const result = this.count < this.max ? compileQuery(this.schema, document, operationName) : null;
+      query = result && isCompiledQuery(result) ? result : null;
+      if (query) this.count++;
+      byName.set(key, query);
+    }
+    return query;
+  }
+}
+
+/**
+ * A compiled operation's result as graphql-js would give it: graphql-jit's errors become
+ * graphql-js's (see {@link asGraphQLError}), and when nothing ran because the variables were
+ * refused, the errors are graphql-js's own for them (the ones Apollo recognises as
+ * BAD_USER_INPUT, HTTP 400).
+ */
+export async function runCompiled(
+  schema: GraphQLSchema,
+  query: CompiledQuery,
+  operation: OperationDefinitionNode,
+  contextValue: unknown,
+  variables: Record<string, unknown> | null | undefined,
+): Promise<ExecutionResult> {
+  const result: ExecutionResult = await query.query(undefined, contextValue, variables ?? {});
+  if (!result.errors) return result;
+  if (!('data' in result)) {
+    const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {});
+    if (coerced.errors) return { errors: coerced.errors };
+  }
+  return { ...result, errors: result.errors.map(asGraphQLError) };
 }
 
 /**

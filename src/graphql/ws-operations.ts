@@ -1,7 +1,6 @@
 import {
   getOperationAST,
   GraphQLError,
-  Kind,
   NoSchemaIntrospectionCustomRule,
   specifiedRules,
   type ExecutionArgs,
@@ -14,7 +13,8 @@ import {
 import type { SubscribePayload } from 'graphql-ws';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { createServerFormatError, type Armor } from './apollo';
+import type { Armor } from './apollo';
+import { ClientErrors, isBadVariable, withCode } from './client-errors';
 import { ErrorCode } from './errors';
 import { DocumentCache } from './subscriptions';
 import { DocumentRefusedError, type TrustedDocuments } from './trusted-documents';
@@ -28,8 +28,7 @@ import { DocumentRefusedError, type TrustedDocuments } from './trusted-documents
  */
 export class WsOperations {
   readonly documents: DocumentCache;
-  private readonly formatError: ReturnType<typeof createServerFormatError>;
-  private readonly production: boolean;
+  private readonly errors: ClientErrors;
   /** Subscription events are executed once for all their subscribers: formatted once, too. */
   private readonly formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
 
@@ -37,8 +36,7 @@ export class WsOperations {
     private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor; trusted?: TrustedDocuments },
   ) {
     const { config } = opts;
-    this.production = config.nodeEnv === 'production';
-    this.formatError = createServerFormatError(config, opts.logger);
+    this.errors = new ClientErrors(config, opts.logger);
     const rules: ValidationRule[] = [...specifiedRules, ...(opts.armor.validationRules as ValidationRule[])];
     // Apollo adds its own rule for this; HTTP and WebSocket must agree
     if (!config.graphql.introspection) rules.push(NoSchemaIntrospectionCustomRule);
@@ -88,7 +86,7 @@ export class WsOperations {
       // a query's own result (never a shared subscription event): the same extensions as over HTTP
       const { errors, ...rest } = result;
       const extensions = { ...rest.extensions, warnings };
-      return errors?.length ? { ...rest, extensions, errors: errors.map((e) => this.format(e)) } : { ...rest, extensions };
+      return errors?.length ? { ...rest, extensions, errors: errors.map((e) => this.errors.format(e)) } : { ...rest, extensions };
     }
     return this.formatEvent(result);
   };
@@ -99,7 +97,7 @@ export class WsOperations {
     let out = this.formatted.get(result);
     if (!out) {
       const { errors, ...rest } = result;
-      out = { ...rest, errors: errors.map((e) => this.format(isBadVariable(e) ? withCode(e, ErrorCode.BAD_USER_INPUT) : e)) };
+      out = { ...rest, errors: errors.map((e) => this.errors.format(isBadVariable(e) ? withCode(e, ErrorCode.BAD_USER_INPUT) : e)) };
       this.formatted.set(result, out);
     }
     return out;
@@ -107,49 +105,5 @@ export class WsOperations {
 
   /** graphql-ws `onError`: refused operations (documents, limits, identity) and failed subscriptions. */
   readonly onError = (_ctx: unknown, _id: string, _payload: unknown, errors: readonly GraphQLError[]): GraphQLFormattedError[] =>
-    errors.map((e) => this.format(e));
-
-  /** Apollo's `normalizeAndFormatErrors` for one error, then the server's `formatError`. */
-  private format(error: GraphQLError): GraphQLFormattedError {
-    let out: GraphQLFormattedError;
-    try {
-      out = this.formatError(this.enrich(error), error);
-    } catch (err) {
-      out = this.production
-        ? { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }
-        : this.enrich(err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message ?? err), { originalError: err as Error }));
-    }
-    // field names must not be guessable in production; Apollo's own pattern (plugin/disableSuggestions)
-    if (this.production && out.message.includes('Did you mean')) {
-      out = { ...out, message: out.message.replace(/ ?Did you mean(.+?)\?$/, '') };
-    }
-    return out;
-  }
-
-  private enrich(error: GraphQLError): GraphQLFormattedError {
-    const { http: _http, ...rest } = error.extensions;
-    const extensions: Record<string, unknown> = { ...rest, code: rest.code ?? ErrorCode.INTERNAL_SERVER_ERROR };
-    if (!this.production) extensions.stacktrace = error.stack?.split('\n');
-    return { ...error.toJSON(), extensions };
-  }
-}
-
-/** The same error with an Apollo-style code (which `formatError` maps to the contract's codes). */
-function withCode(e: GraphQLError, code: string): GraphQLError {
-  return new GraphQLError(e.message, {
-    nodes: e.nodes,
-    source: e.source,
-    positions: e.positions,
-    path: e.path,
-    originalError: e.originalError ?? e,
-    extensions: { ...e.extensions, code },
-  });
-}
-
-/** Variables that do not fit their types: Apollo makes these BAD_USER_INPUT (requestPipeline.ts). */
-function isBadVariable(e: GraphQLError): boolean {
-  const node = e.nodes?.length === 1 ? e.nodes[0] : undefined;
-  if (e.extensions?.code != null || node?.kind !== Kind.VARIABLE_DEFINITION) return false;
-  const v = `Variable "$${node.variable.name.value}" `;
-  return ['has invalid value', 'got invalid value ', 'of required type ', 'of non-null type '].some((s) => e.message.startsWith(v + s));
+    errors.map((e) => this.errors.format(e));
 }
