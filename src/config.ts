@@ -102,6 +102,8 @@ export interface Config {
     maxTokens: number;
     /** Adds the `x-sql-statements` response header (statements run by the request). @default false */
     exposeSqlStats: boolean;
+    /** Queries over HTTP POST skip Apollo's request pipeline (src/graphql/http-lane.ts). @default true */
+    queryLane: boolean;
   };
 }
 
@@ -283,6 +285,7 @@ export function loadConfig(env: Env): Config {
       maxCost: int(env, 'GRAPHQL_MAX_COST', 150 * maxPageSize, 1, 100_000_000),
       maxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 10, 100000),
       exposeSqlStats: bool(env, 'EXPOSE_SQL_STATS', false),
+      queryLane: bool(env, 'GRAPHQL_QUERY_LANE', true),
     },
   };
 }

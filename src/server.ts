@@ -1,5 +1,5 @@
 import { fastifyApolloHandler } from '@as-integrations/fastify';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config';
@@ -8,6 +8,7 @@ import { poolRunner } from './db/sql';
 import { sqlStats } from './db/sql-stats';
 import { createApollo, createArmor, graphqlHttpErrorHandler } from './graphql/apollo';
 import { createAuthenticator, type Identity } from './graphql/auth';
+import { HttpQueryLane } from './graphql/http-lane';
 import { OperationContext, type ContextServices, type GraphQLContext } from './graphql/context';
 import { RateLimits } from './graphql/rate-limits';
 import { startGraphqlWs } from './graphql/ws-server';
@@ -157,12 +158,17 @@ export async function startServer(opts: {
   const trusted = createTrustedDocuments({ config: config.documents, redis: backend.redis, logger });
   const apollo = await createApollo({ config, logger, schema, armor, limits, trusted, metrics });
 
-  const graphqlHandler = fastifyApolloHandler(apollo, {
-    context: async (request) => {
-      const identity = await auth.authenticate(header(request.headers.authorization), header(request.headers['x-user-id']));
-      return buildContext(identity);
-    },
-  });
+  const requestContext = async (request: FastifyRequest): Promise<GraphQLContext> =>
+    buildContext(await auth.authenticate(header(request.headers.authorization), header(request.headers['x-user-id'])));
+  // a context the query lane could not build is Apollo's to answer, without authenticating again
+  const handedOver = new WeakMap<FastifyRequest, Promise<GraphQLContext>>();
+  const graphqlHandler = fastifyApolloHandler(apollo, { context: (request) => handedOver.get(request) ?? requestContext(request) });
+  // most queries skip Apollo's request pipeline, answered alike (GRAPHQL_QUERY_LANE)
+  const lane = config.graphql.queryLane ? new HttpQueryLane({ schema, config, logger, armor, limits, trusted, metrics }) : undefined;
+  async function graphqlOverHttp(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    if (lane && (await lane.serve(request, reply, () => requestContext(request), (c) => handedOver.set(request, c)))) return reply;
+    return graphqlHandler.call(this, request, reply);
+  }
   // GraphiQL for browsers at GET /graphql, its files under /graphql/playground/ (PLAYGROUND, PLAYGROUND_UI)
   const playground = createPlayground({ config, logger });
   playground.registerRoutes(app);
@@ -176,8 +182,8 @@ export async function startServer(opts: {
       // a browser's GET without a query gets the playground (GraphiQL), before Apollo sees it
       if (playground.wants(request)) return playground.serve(request, reply);
       // async context tracking costs every promise something, so it is on only when asked for
-      if (!config.graphql.exposeSqlStats) return graphqlHandler.call(this, request, reply);
-      return sqlStats.run({ statements: 0 }, () => graphqlHandler.call(this, request, reply));
+      if (!config.graphql.exposeSqlStats) return graphqlOverHttp.call(this, request, reply);
+      return sqlStats.run({ statements: 0 }, () => graphqlOverHttp.call(this, request, reply));
     },
   });
 

@@ -92,6 +92,22 @@ export class TrustedDocuments {
   }
 
   /**
+   * The text an HTTP POST body runs when no asynchronous step or refusal is involved, for the
+   * query lane (http-lane.ts); `undefined` leaves the request to Apollo: a refusal, and without a
+   * safelist any `persistedQuery` extension (APQ looks a hash up and registers texts).
+   */
+  plainText(query: unknown, extensions: unknown, documentId: unknown): string | undefined {
+    if (query !== undefined && typeof query !== 'string') return undefined;
+    if (!this.safelist) return persistedQueryOf(extensions) || !query ? undefined : query;
+    try {
+      return this.check(query, extensions, documentId);
+    } catch (err) {
+      if (err instanceof DocumentRefusedError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
    * {@link resolve} for HTTP: `undefined` leaves the request to Apollo (its APQ step looks a hash
    * up, and a request with neither text nor hash gets its BAD_REQUEST).
    */

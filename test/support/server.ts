@@ -38,7 +38,7 @@ export interface TestServer {
  * Starts the real server in this process on a free port, against the run's PostgreSQL.
  * `env` is what the server would read from the environment.
  */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, opts: { onLog?: (entry: Record<string, any>) => void } = {}): Promise<TestServer> {
   const config = loadConfig({
     NODE_ENV: 'test',
     PORT: '0',
@@ -57,7 +57,10 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     FILE_URL_SECRET: 'test-file-url-secret-0123456789abcdef',
     ...env,
   });
-  const logger = pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
+  // onLog: the server's log lines (info and above) as objects, for tests that check what was logged
+  const logger = opts.onLog
+    ? pino({ level: 'info' }, { write: (line: string) => opts.onLog!(JSON.parse(line)) })
+    : pino({ level: process.env.VP_TEST_LOG_LEVEL ?? 'silent' });
   const db = await openDatabaseFor(config, logger);
   const server = await startServer({ config, logger, db });
   const graphqlUrl = `${server.url}/graphql`;

@@ -1,0 +1,264 @@
+/**
+ * The HTTP query lane (src/graphql/http-lane.ts) answers queries without Apollo's request
+ * pipeline. Each request here goes to two servers on the same database, one with the lane and one
+ * without it (GRAPHQL_QUERY_LANE=false: Apollo answers everything), and the two answers must be
+ * the same: status, media type, the `x-sql-statements` header and the body (stack traces aside,
+ * which name different frames). The log line says which path answered, so each case also checks
+ * that the lane took the requests it should and left the others to Apollo.
+ */
+import { SignJWT } from 'jose';
+import { createScratchDatabase } from './support/db';
+import { newUser, startTestServer, type TestServer } from './support/server';
+
+const SECRET = 'lane-secret-lane-secret-lane-secret-0123';
+
+interface Answer {
+  status: number;
+  contentType: string | null;
+  sqlStatements: string | null;
+  retryAfter: string | null;
+  body: unknown;
+}
+
+interface Pair {
+  lane: TestServer;
+  apollo: TestServer;
+  /** Log lines of the lane's server since the last `send`. */
+  laneLog: Record<string, any>[];
+}
+
+async function startPair(env: Record<string, string> = {}): Promise<Pair> {
+  const laneLog: Record<string, any>[] = [];
+  const lane = await startTestServer(env, { onLog: (e) => e.msg === 'graphql' && laneLog.push(e) });
+  const apollo = await startTestServer({ ...env, GRAPHQL_QUERY_LANE: 'false' });
+  return { lane, apollo, laneLog };
+}
+
+/** Stack traces name other frames on each path; everything else must match. */
+function withoutStacks(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutStacks);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([k]) => k !== 'stacktrace')
+        .map(([k, v]) => [k, withoutStacks(v)]),
+    );
+  }
+  return value;
+}
+
+async function post(s: TestServer, body: unknown, headers: Record<string, string>): Promise<Answer> {
+  const res = await fetch(s.graphqlUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // compared as text
+  }
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    sqlStatements: res.headers.get('x-sql-statements'),
+    retryAfter: res.headers.get('retry-after'),
+    body: withoutStacks(parsed),
+  };
+}
+
+/** The same request to both servers: both answers, and whether the lane answered it. */
+async function send(p: Pair, body: unknown, headers: Record<string, string> = {}) {
+  p.laneLog.length = 0;
+  const viaLane = await post(p.lane, body, headers);
+  const viaApollo = await post(p.apollo, body, headers);
+  const line = p.laneLog.at(-1);
+  return { viaLane, viaApollo, laned: line?.lane === true, line };
+}
+
+const user = (id: string) => ({ 'x-user-id': id });
+
+describe('HTTP query lane: the same answers as Apollo', () => {
+  let p: Pair;
+  let owner: string;
+  let visionId: string;
+  beforeAll(async () => {
+    p = await startPair();
+    owner = newUser('lane');
+    const created = await p.apollo.gql<{ createVision: { id: string } }, unknown>('mutation { createVision(input: { title: "lane" }) { id } }', undefined, {
+      user: owner,
+    });
+    visionId = created.data!.createVision.id;
+    await p.apollo.sql(
+      `insert into vision_messages (id, visionid, sender, messagetype, content, state, createdat)
+       select gen_random_uuid(), ?::uuid, case when i % 2 = 0 then 'user' else 'assistant' end, 'text', 'message ' || i, 'complete', now() - (10 - i) * interval '1 second'
+       from generate_series(1, 6) i`,
+      [visionId],
+    );
+  });
+  afterAll(async () => {
+    await p?.lane.stop();
+    await p?.apollo.stop();
+  });
+
+  const history = 'query History($id: ID!, $last: Int) { vision(id: $id) { id title status messages(last: $last) { edges { node { id content sender createdAt } } pageInfo { hasPreviousPage } } } }';
+
+  it('answers a list and a history read on the lane, as Apollo does', async () => {
+    const list = await send(p, { query: '{ visions(first: 5) { totalCount edges { node { id title lastMessage { content } tokenUsage { calls } } } } }' }, user(owner));
+    expect(list.laned).toBe(true);
+    expect(list.viaLane).toEqual(list.viaApollo);
+    expect(list.viaLane.status).toBe(200);
+    expect(list.viaLane.body).toMatchObject({ data: { visions: { totalCount: 1 } } });
+    // the page, and its totalCount
+    expect(list.viaLane.sqlStatements).toBe('2');
+
+    const read = await send(p, { query: history, variables: { id: visionId, last: 4 }, operationName: 'History' }, user(owner));
+    expect(read.laned).toBe(true);
+    expect(read.viaLane).toEqual(read.viaApollo);
+    const edges = (read.viaLane.body as any).data.vision.messages.edges;
+    expect(edges.map((e: any) => e.node.content)).toEqual(['message 3', 'message 4', 'message 5', 'message 6']);
+    expect(read.line).toMatchObject({ op: 'History', type: 'query', userId: owner, sql: 1 });
+  });
+
+  it('answers introspection (GRAPHQL_INTROSPECTION on) on the lane, as Apollo does', async () => {
+    const r = await send(p, { query: '{ __schema { queryType { name } } __type(name: "Vision") { fields { name } } }' }, {});
+    expect(r.laned).toBe(true);
+    expect(r.viaLane).toEqual(r.viaApollo);
+    expect((r.viaLane.body as any).data.__schema.queryType.name).toBe('Query');
+  });
+
+  it('answers another user, and a missing vision, with null as Apollo does', async () => {
+    const other = await send(p, { query: history, variables: { id: visionId } }, user(newUser('lane-other')));
+    expect(other.laned).toBe(true);
+    expect(other.viaLane).toEqual(other.viaApollo);
+    expect(other.viaLane.body).toEqual({ data: { vision: null } });
+  });
+
+  it('answers errors of execution on the lane: not authenticated, bad arguments, bad ids', async () => {
+    for (const [body, headers] of [
+      [{ query: '{ visions { totalCount } }' }, {}],
+      [{ query: history, variables: { id: visionId, last: -1 } }, user(owner)],
+      [{ query: history, variables: { id: 'not-an-id' } }, user(owner)],
+      [{ query: 'query Big($n: Int) { visions(first: $n) { totalCount } }', variables: { n: 100000 } }, user(owner)],
+    ] as const) {
+      const r = await send(p, body, headers);
+      expect(r.laned).toBe(true);
+      expect(r.viaLane).toEqual(r.viaApollo);
+      expect((r.viaLane.body as any).errors?.length).toBeGreaterThan(0);
+      expect(r.line?.errorCode).toBeDefined();
+    }
+  });
+
+  it('answers variables that do not fit their types with 400 BAD_USER_INPUT, as Apollo does', async () => {
+    for (const variables of [{}, { id: visionId, last: 'four' }, { id: { not: 'an id' } }]) {
+      const r = await send(p, { query: history, variables }, user(owner));
+      expect(r.laned).toBe(true);
+      expect(r.viaLane).toEqual(r.viaApollo);
+      expect(r.viaLane.status).toBe(400);
+      expect((r.viaLane.body as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    }
+  });
+
+  it("takes Apollo's media type for every Accept, and leaves one it cannot serve to Apollo (406)", async () => {
+    for (const accept of ['application/graphql-response+json', 'application/graphql-response+json, application/json;q=0.9', '*/*', 'application/json', 'application/*']) {
+      const r = await send(p, { query: '{ visions { totalCount } }' }, { ...user(owner), accept });
+      expect(r.laned).toBe(true);
+      expect(r.viaLane).toEqual(r.viaApollo);
+    }
+    expect((await send(p, { query: '{ visions { totalCount } }' }, { ...user(owner), accept: 'application/graphql-response+json' })).viaLane.contentType).toBe(
+      'application/graphql-response+json; charset=utf-8',
+    );
+    const refused = await send(p, { query: '{ visions { totalCount } }' }, { ...user(owner), accept: 'text/html' });
+    expect(refused.laned).toBe(false);
+    expect(refused.viaLane).toEqual(refused.viaApollo);
+    expect(refused.viaLane.status).toBe(406);
+  });
+
+  it('puts the context\'s warnings into extensions.warnings, as Apollo does', async () => {
+    const r = await send(p, { query: '{ searchMessages(query: "message") { edges { node { snippet message { content } } } } }' }, user(owner));
+    expect(r.laned).toBe(true);
+    expect(r.viaLane).toEqual(r.viaApollo);
+    expect((r.viaLane.body as any).data.searchMessages.edges.length).toBeGreaterThan(0);
+    expect((r.viaLane.body as any).extensions.warnings[0].code).toBe('SEARCH_FELL_BACK_TO_TEXT');
+  });
+
+  it('leaves to Apollo what it does not serve, and the answers stay the same', async () => {
+    const cases: [unknown, Record<string, string>][] = [
+      // documents that do not parse or validate, unknown and ambiguous operations
+      [{ query: '{ visions { totalCount ' }, user(owner)],
+      [{ query: '{ visions { nope } }' }, user(owner)],
+      [{ query: history, operationName: 'Other', variables: { id: visionId } }, user(owner)],
+      [{ query: 'query A { visions { totalCount } } query B { visions { totalCount } }' }, user(owner)],
+      // a mutation and a subscription
+      [{ query: `mutation { renameVision(id: "${'0'.repeat(8)}-0000-0000-0000-000000000000", title: "x") { id } }` }, user(owner)],
+      [{ query: 'subscription { messageAdded(visionId: "x") { id } }' }, user(owner)],
+      // bodies Apollo refuses, APQ, an empty query
+      [{ query: '{ visions { totalCount } }', variables: '{}' }, user(owner)],
+      [{ query: '{ visions { totalCount } }', variables: [1] }, user(owner)],
+      [{ query: '{ visions { totalCount } }', operationName: 5 }, user(owner)],
+      [{ query: 5 }, user(owner)],
+      [{ query: '' }, user(owner)],
+      [{ extensions: { persistedQuery: { version: 1, sha256Hash: 'a'.repeat(64) } } }, user(owner)],
+      // a credential that fails: Apollo answers from the lane's context, authenticated once
+      [{ query: '{ visions { totalCount } }' }, { authorization: 'Bearer not.a.token' }],
+    ];
+    for (const [body, headers] of cases) {
+      const r = await send(p, body, headers);
+      expect({ body, laned: r.laned }).toEqual({ body, laned: false });
+      expect({ body, answer: r.viaLane }).toEqual({ body, answer: r.viaApollo });
+      expect(r.viaLane.status).toBeGreaterThanOrEqual(200);
+    }
+  });
+});
+
+describe('HTTP query lane: rate limits and production formatting', () => {
+  it('refuses an operation over RATE_LIMIT_OPS_PER_SECOND with 429 and its retry time, as Apollo does', async () => {
+    const p = await startPair({ RATE_LIMIT_OPS_PER_SECOND: '1' });
+    try {
+      const id = newUser('lane-rate');
+      const first = await send(p, { query: '{ visions { totalCount } }' }, user(id));
+      expect(first.viaLane).toEqual(first.viaApollo);
+      const second = await send(p, { query: '{ visions { totalCount } }' }, user(id));
+      expect(second.laned).toBe(true);
+      expect(second.viaLane).toEqual(second.viaApollo);
+      expect(second.viaLane.status).toBe(429);
+      expect((second.viaLane.body as any).errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 1 });
+      expect(second.line).toMatchObject({ errorCode: 'RATE_LIMITED', lane: true });
+    } finally {
+      await p.lane.stop();
+      await p.apollo.stop();
+    }
+  });
+
+  it('masks internal errors in production and says nothing of SQL, and leaves introspection to Apollo when it is off', async () => {
+    // its own database: the test breaks it on purpose
+    const scratch = await createScratchDatabase();
+    const p = await startPair({ NODE_ENV: 'production', AUTH_JWT_SECRET: SECRET, OPENAI_API_KEY: 'k', DATABASE_URL: scratch.url, GRAPHQL_INTROSPECTION: 'false' });
+    try {
+      const token = await new SignJWT({ sub: newUser('lane-prod') }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(SECRET));
+      const auth = { authorization: `Bearer ${token}` };
+      const bad = await send(p, { query: '{ visions(first: 500) { totalCount } }' }, auth);
+      expect(bad.laned).toBe(true);
+      expect(bad.viaLane).toEqual(bad.viaApollo);
+      expect(JSON.stringify(bad.viaLane.body)).not.toContain('stacktrace');
+      await p.lane.sql('drop table tokenscount');
+      const broken = await send(p, { query: '{ tokenUsage { calls } }' }, auth);
+      expect(broken.laned).toBe(true);
+      expect(broken.viaLane).toEqual(broken.viaApollo);
+      expect((broken.viaLane.body as any).errors).toEqual([{ message: 'Internal server error', path: ['tokenUsage'], extensions: { code: 'INTERNAL_SERVER_ERROR' } }]);
+      const anonymous = await send(p, { query: '{ visions { totalCount } }' }, { 'x-user-id': 'someone' });
+      expect(anonymous.viaLane).toEqual(anonymous.viaApollo);
+      // introspection off: the document is refused, by Apollo, before anything runs
+      const introspection = await send(p, { query: '{ __schema { queryType { name } } }' }, auth);
+      expect(introspection.laned).toBe(false);
+      expect(introspection.viaLane).toEqual(introspection.viaApollo);
+      expect(introspection.viaLane.status).toBe(400);
+    } finally {
+      await p.lane.stop();
+      await p.apollo.stop();
+      await scratch.drop();
+    }
+  });
+});
