@@ -109,21 +109,22 @@ export class HttpQueryLane {
       handOver(pending);
       return false;
     }
-    let result: ExecutionResult;
-    let status: number | undefined;
     try {
       if (contextValue.user) await this.opts.limits.consumeOperation(contextValue.user.userId);
     } catch (err) {
       // refused before execution (didResolveOperation): Apollo's status is then 500 unless the error asks
       return this.send(reply, { ...prepared, contextValue, started, result: { errors: [asGraphQLError(err)] }, refused: true });
     }
+    let result: ExecutionResult;
+    let refused = false;
     try {
       result = await runCompiled(this.opts.schema, prepared.query, operation, contextValue, variables);
     } catch (err) {
+      // an execution that threw: Apollo's sendErrorResponse, as above
       result = { errors: [asGraphQLError(err)] };
-      status = 500;
+      refused = true;
     }
-    return this.send(reply, { ...prepared, contextValue, started, result, refused: status === 500 });
+    return this.send(reply, { ...prepared, contextValue, started, result, refused });
   }
 
   /** The request's document, operation, variables and media type, or undefined when Apollo must answer it. */
