@@ -72,9 +72,10 @@ export class DocumentCache {
       if (err instanceof GraphQLError) return { errors: [err], phase: 'parse' };
       throw err;
     }
-    if (validate(schema, document, rules).length > 0) {
-      // again with locations, so that the errors point at the spot (only texts that fail pay this)
-      return { errors: validate(schema, parse(text, { maxTokens }), rules), phase: 'validation' };
+    const errors = validate(schema, document, rules);
+    if (errors.length > 0) {
+      // without locations: again with them, so that the errors point at the spot (only texts that fail pay this)
+      return { errors: this.opts.locations ? errors : validate(schema, parse(text, { maxTokens }), rules), phase: 'validation' };
     }
     this.remember(text, document);
     return { document };
