@@ -3,7 +3,14 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { GraphQLError, type GraphQLSchema, type ValidationContext, type ValidationRule } from 'graphql';
+import {
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  specifiedRules,
+  type GraphQLSchema,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
 import type { Config } from '../config';
 import { sqlStats } from '../db/sql-stats';
 import type { Logger } from '../logger';
@@ -11,14 +18,59 @@ import type { GraphQLContext } from './context';
 import { createFormatError, ErrorCode } from './errors';
 import { jitGateway } from './executor';
 import type { RateLimits } from './rate-limits';
+import { DocumentCache } from './subscriptions';
 import { metricsPlugin } from '../metrics/apollo-plugin';
 import type { Metrics } from '../metrics/metrics';
 import type { TrustedDocuments } from './trusted-documents';
 
 /**
- * One log line per GraphQL operation: name, user, duration, error code. No variables, no content.
- * Also puts the context's warnings into `extensions.warnings`.
+ * The log line of one GraphQL operation over HTTP: name, type, user, duration, statements, error
+ * codes (as raised, before `formatError`). No variables, no content. `lane` marks a query the
+ * query lane answered (http-lane.ts).
  */
+export function logOperation(
+  logger: Logger,
+  o: { op: string | null; type: string | null; userId: string | null; ms: number; sql?: number; errors?: readonly GraphQLError[]; lane?: true },
+): void {
+  const codes = o.errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+  logger.info(
+    {
+      op: o.op,
+      type: o.type,
+      userId: o.userId,
+      ms: Math.round(o.ms * 10) / 10,
+      sql: o.sql,
+      ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
+      ...(o.lane ? { lane: true } : {}),
+    },
+    'graphql',
+  );
+}
+
+/**
+ * The rules every document is validated with, on every transport, as Apollo validates: graphql-js's,
+ * graphql-armor's, and no introspection when it is off (Apollo's NoIntrospection refuses the same
+ * two fields as graphql-js's rule).
+ */
+export function documentRules(config: Config, armor: Armor): ValidationRule[] {
+  const rules: ValidationRule[] = [...specifiedRules, ...(armor.validationRules as ValidationRule[])];
+  if (!config.graphql.introspection) rules.push(NoSchemaIntrospectionCustomRule);
+  return rules;
+}
+
+/** A {@link DocumentCache} validating with {@link documentRules}, within GRAPHQL_MAX_TOKENS and WS_DOCUMENT_CACHE_BYTES. */
+export function createDocumentCache(opts: { schema: GraphQLSchema; config: Config; armor: Armor; locations?: boolean }): DocumentCache {
+  const { config } = opts;
+  return new DocumentCache({
+    schema: opts.schema,
+    rules: documentRules(config, opts.armor),
+    maxTokens: config.graphql.maxTokens,
+    maxBytes: config.limits.wsDocumentCacheBytes,
+    locations: opts.locations,
+  });
+}
+
+/** One log line per GraphQL operation ({@link logOperation}); also puts the context's warnings into `extensions.warnings`. */
 function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart({ contextValue }) {
@@ -31,18 +83,14 @@ function operationLogPlugin(logger: Logger, exposeSqlStats: boolean): ApolloServ
           }
           const stats = sqlStats.getStore();
           if (exposeSqlStats && stats) response.http.headers.set('x-sql-statements', String(stats.statements));
-          const codes = errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
-          logger.info(
-            {
-              op: operationName ?? null,
-              type: operation?.operation ?? null,
-              userId: contextValue.user?.userId ?? null,
-              ms: Math.round((performance.now() - started) * 10) / 10,
-              sql: stats?.statements,
-              ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
-            },
-            'graphql',
-          );
+          logOperation(logger, {
+            op: operationName ?? null,
+            type: operation?.operation ?? null,
+            userId: contextValue.user?.userId ?? null,
+            ms: performance.now() - started,
+            sql: stats?.statements,
+            errors,
+          });
         },
       };
     },

@@ -27,7 +27,6 @@ const SUBSCRIPTION_OVER_HTTP = 'Subscriptions are served over WebSocket (graphql
  */
 export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number } = {}): GatewayInterface {
   const compiled = new CompiledOperations(schema, opts);
-  const compile = (document: DocumentNode, operationName: string | undefined) => compiled.get(document, operationName);
 
   const executor: GatewayExecutor = async (requestContext) => {
     const { document, request, context: contextValue } = requestContext;
@@ -44,7 +43,7 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
       // executed here, a subscription field's resolver would run once without its event
       return { errors: [new AppError(SUBSCRIPTION_OVER_HTTP, ErrorCode.BAD_USER_INPUT, { reason: 'BAD_REQUEST' }, 400)] };
     }
-    const query = compile(document, operation.name?.value);
+    const query = compiled.get(document, operation.name?.value);
     if (!query) return execute({ schema, document, contextValue, variableValues: request.variables, operationName });
     return runCompiled(schema, query, operation, contextValue, request.variables);
   };

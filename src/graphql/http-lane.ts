@@ -2,26 +2,23 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   getOperationAST,
   GraphQLError,
-  NoSchemaIntrospectionCustomRule,
-  specifiedRules,
   type ExecutionResult,
   type GraphQLFormattedError,
   type GraphQLSchema,
   type OperationDefinitionNode,
-  type ValidationRule,
 } from 'graphql';
 import Negotiator from 'negotiator';
 import type { Config } from '../config';
 import { sqlStats } from '../db/sql-stats';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
-import type { Armor } from './apollo';
+import { createDocumentCache, logOperation, type Armor } from './apollo';
 import { ClientErrors, isBadVariable, withCode, type HttpFromErrors } from './client-errors';
 import type { GraphQLContext } from './context';
 import { ErrorCode } from './errors';
 import { CompiledOperations, runCompiled } from './executor';
 import type { RateLimits } from './rate-limits';
-import { DocumentCache } from './subscriptions';
+import type { DocumentCache } from './subscriptions';
 import type { TrustedDocuments } from './trusted-documents';
 
 /** Apollo's media types for a single result (ApolloServer.ts `MEDIA_TYPES`), in its order of preference. */
@@ -71,19 +68,10 @@ export class HttpQueryLane {
       metrics?: Metrics;
     },
   ) {
-    const { config } = opts;
-    const rules: ValidationRule[] = [...specifiedRules, ...(opts.armor.validationRules as ValidationRule[])];
-    // Apollo's NoIntrospection refuses the same two fields
-    if (!config.graphql.introspection) rules.push(NoSchemaIntrospectionCustomRule);
-    this.documents = new DocumentCache({
-      schema: opts.schema,
-      rules,
-      maxTokens: config.graphql.maxTokens,
-      maxBytes: config.limits.wsDocumentCacheBytes,
-      locations: true,
-    });
+    // with locations, so that errors of execution point at the spot as Apollo's do
+    this.documents = createDocumentCache({ ...opts, locations: true });
     this.compiled = new CompiledOperations(opts.schema);
-    this.errors = new ClientErrors(config, opts.logger);
+    this.errors = new ClientErrors(opts.config, opts.logger);
   }
 
   /**
@@ -192,21 +180,9 @@ export class HttpQueryLane {
     for (const [name, value] of http.headers) reply.header(name, value);
     reply.code(status ?? 200).header('content-type', r.mediaType);
     reply.send(JSON.stringify({ errors, data: result.data, extensions }) + '\n');
-    const codes = raw?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
     const ms = performance.now() - r.started;
-    this.opts.logger.info(
-      {
-        op: operation.name?.value ?? null,
-        type: operation.operation,
-        userId: contextValue.user?.userId ?? null,
-        ms: Math.round(ms * 10) / 10,
-        sql: stats?.statements,
-        ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
-        // which path answered (Apollo's line has none)
-        lane: true,
-      },
-      'graphql',
-    );
+    const userId = contextValue.user?.userId ?? null;
+    logOperation(this.opts.logger, { op: operation.name?.value ?? null, type: operation.operation, userId, ms, sql: stats?.statements, errors: raw, lane: true });
     this.opts.metrics?.operation({ operation, code: errors?.[0]?.extensions?.code, transport: 'http', seconds: ms / 1000 });
     return true;
   }

@@ -1,22 +1,19 @@
 import {
   getOperationAST,
   GraphQLError,
-  NoSchemaIntrospectionCustomRule,
-  specifiedRules,
   type ExecutionArgs,
   type ExecutionResult,
   type FormattedExecutionResult,
   type GraphQLFormattedError,
   type GraphQLSchema,
-  type ValidationRule,
 } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import type { Armor } from './apollo';
+import { createDocumentCache, type Armor } from './apollo';
 import { ClientErrors, isBadVariable, withCode } from './client-errors';
 import { ErrorCode } from './errors';
-import { DocumentCache } from './subscriptions';
+import type { DocumentCache } from './subscriptions';
 import { DocumentRefusedError, type TrustedDocuments } from './trusted-documents';
 
 /**
@@ -35,17 +32,9 @@ export class WsOperations {
   constructor(
     private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor; trusted?: TrustedDocuments },
   ) {
-    const { config } = opts;
-    this.errors = new ClientErrors(config, opts.logger);
-    const rules: ValidationRule[] = [...specifiedRules, ...(opts.armor.validationRules as ValidationRule[])];
-    // Apollo adds its own rule for this; HTTP and WebSocket must agree
-    if (!config.graphql.introspection) rules.push(NoSchemaIntrospectionCustomRule);
-    this.documents = new DocumentCache({
-      schema: opts.schema,
-      rules,
-      maxTokens: config.graphql.maxTokens,
-      maxBytes: config.limits.wsDocumentCacheBytes,
-    });
+    this.errors = new ClientErrors(opts.config, opts.logger);
+    // the rules HTTP validates with: HTTP and WebSocket must agree
+    this.documents = createDocumentCache(opts);
   }
 
   /**
