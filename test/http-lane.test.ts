@@ -7,6 +7,8 @@
  * that the lane took the requests it should and left the others to Apollo.
  */
 import { SignJWT } from 'jose';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createScratchDatabase } from './support/db';
 import { newUser, startTestServer, type TestServer } from './support/server';
 
@@ -209,6 +211,40 @@ describe('HTTP query lane: the same answers as Apollo', () => {
       expect({ body, laned: r.laned }).toEqual({ body, laned: false });
       expect({ body, answer: r.viaLane }).toEqual({ body, answer: r.viaApollo });
       expect(r.viaLane.status).toBeGreaterThanOrEqual(200);
+    }
+  });
+});
+
+describe('HTTP query lane under a safelist (PERSISTED_DOCUMENTS)', () => {
+  const file = join(__dirname, 'fixtures', 'persisted-documents.json');
+  const manifest = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+  const [countId, countText] = Object.entries(manifest).find(([, body]) => body.startsWith('query VisionCount'))!;
+  let p: Pair;
+  beforeAll(async () => {
+    p = await startPair({ PERSISTED_DOCUMENTS: file });
+  });
+  afterAll(async () => {
+    await p?.lane.stop();
+    await p?.apollo.stop();
+  });
+
+  it('answers a listed query named by documentId, by hash or by its text on the lane, as Apollo does', async () => {
+    const headers = user(newUser('lane-safelist'));
+    for (const body of [{ documentId: countId }, { extensions: { persistedQuery: { version: 1, sha256Hash: countId } } }, { query: countText }]) {
+      const r = await send(p, body, headers);
+      expect({ body, laned: r.laned }).toEqual({ body, laned: true });
+      expect(r.viaLane).toEqual(r.viaApollo);
+      expect(r.viaLane.body).toEqual({ data: { visions: { totalCount: 0 } } });
+    }
+  });
+
+  it('leaves refused documents to Apollo: unlisted text, unknown id, no document', async () => {
+    const headers = user(newUser('lane-safelist'));
+    for (const body of [{ query: '{ visions { totalCount } }' }, { documentId: 'f'.repeat(64) }, { variables: {} }]) {
+      const r = await send(p, body, headers);
+      expect({ body, laned: r.laned }).toEqual({ body, laned: false });
+      expect(r.viaLane).toEqual(r.viaApollo);
+      expect(r.viaLane.status).toBe(400);
     }
   });
 });
