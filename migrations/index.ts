@@ -6,6 +6,7 @@ import { Migration20261128000000_search } from './Migration20261128000000_search
 import { Migration20261129000000_files } from './Migration20261129000000_files';
 import { Migration20261130000000_sign_index } from './Migration20261130000000_sign_index';
 import { Migration20261201000000_cost } from './Migration20261201000000_cost';
+import { Migration20261203000000_vision_delete } from './Migration20261203000000_vision_delete';
 
 /**
  * Every migration, in order. Listed explicitly so that the compiled server finds them without
@@ -20,4 +21,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261129000000_files', class: Migration20261129000000_files },
   { name: 'Migration20261130000000_sign_index', class: Migration20261130000000_sign_index },
   { name: 'Migration20261201000000_cost', class: Migration20261201000000_cost },
+  { name: 'Migration20261203000000_vision_delete', class: Migration20261203000000_vision_delete },
 ];

@@ -433,10 +433,14 @@ describe.each(['local', 's3'] as const)('file links: FILE_STORAGE=%s', (driver) 
         await server.server.files.storage.delete(fileKey(lost.id));
         await expectNotFound(await fetch(lostUrl));
 
-        const orphan = await makeFile(visionId, { filename: 'orphan.md', content: '# orphan' });
-        const orphanUrl = await urlOf(owner, visionId, orphan.id);
-        await server.sql(`update files set visionid = null where id = ?`, [orphan.id]);
+        const goneVision = await createVision(owner);
+        const orphan = await makeFile(goneVision, { filename: 'orphan.md', content: '# orphan' });
+        const orphanUrl = await urlOf(owner, goneVision, orphan.id);
+        await server.sql(`delete from visions where id = ?`, [goneVision]);
         await expectNotFound(await fetch(orphanUrl));
+        // left for the sweep, which has its own test below; the sweep tests expect a clean slate
+        await server.sql(`delete from files where id = ?`, [orphan.id]);
+        await server.server.files.storage.delete(fileKey(orphan.id));
       });
     });
   } else {
@@ -501,5 +505,28 @@ describe.each(['local', 's3'] as const)('file links: FILE_STORAGE=%s', (driver) 
       expect(still).not.toBeNull();
       still!.body.destroy();
     }
+  });
+
+  test('the files of a vision deleted for good are removed by the sweep, object and row; other files stay', async () => {
+    const user = newUser();
+    const gone = await createVision(user);
+    const kept = await createVision(user);
+    const a = await makeFile(gone, { filename: 'a.md', content: '# a' });
+    const b = await makeFile(gone, { filename: 'b.md', content: '# b' });
+    const k = await makeFile(kept, { filename: 'k.md', content: '# k' });
+    const deps = { sql: poolRunner(server.db.orm.em), storage: server.server.files.storage, logger: pino({ level: 'silent' }) };
+    await server.sql(`delete from visions where id = ?`, [gone]);
+    // the link of the deleted vision's files is gone: nobody can reach them
+    expect(await server.sql(`select count(*)::int as n from files where id in (?, ?) and visionid is null`, [a.id, b.id])).toEqual([{ n: 2 }]);
+
+    const { deleted } = await sweepOrphans(deps);
+    expect([...deleted].sort()).toEqual([fileKey(a.id), fileKey(b.id)].sort());
+    for (const f of [a, b]) expect(await server.server.files.storage.get(fileKey(f.id))).toBeNull();
+    expect(await server.sql(`select id from files where id in (?, ?, ?)`, [a.id, b.id, k.id])).toEqual([{ id: k.id }]);
+    expect(await server.sql(`select 1 from file_uploads where fileid in (?, ?)`, [a.id, b.id])).toEqual([]);
+    const still = await server.server.files.storage.get(fileKey(k.id));
+    expect(still).not.toBeNull();
+    still!.body.destroy();
+    expect((await sweepOrphans(deps)).deleted).toEqual([]);
   });
 });

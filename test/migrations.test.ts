@@ -75,6 +75,44 @@ describe('migrations', () => {
     await sql(`delete from vision_messages; delete from visions`);
   });
 
+  it('a vision deleted for good takes its messages, summaries and embeddings; its files lose the link (swept later)', async () => {
+    const [{ id }] = await sql<{ id: string }>(`insert into visions (id, userid, title) values (gen_random_uuid(), 'u', 't') returning id`);
+    const [{ id: other }] = await sql<{ id: string }>(`insert into visions (id, userid, title) values (gen_random_uuid(), 'u', 'kept') returning id`);
+    const msgs = await sql<{ id: string; visionid: string }>(
+      `insert into vision_messages (id, visionid, sender, content) select gen_random_uuid(), v, 'user', 'x' from unnest(array[?::uuid, ?::uuid, ?::uuid]) v returning id, visionid`,
+      [id, id, other],
+    );
+    for (const m of msgs) {
+      await sql(`insert into vision_summaries (id, visionid, content, tokens, coveredmessages, coveredthroughid, coveredthroughat) values (gen_random_uuid(), ?, 's', 1, 1, ?, now())`, [m.visionid, m.id]);
+      await sql(`insert into vision_message_embeddings (messageid, visionid, messageat, model, dims, signs) values (?, ?, now(), 'm', 2, B'01')`, [m.id, m.visionid]);
+      await sql(`insert into vision_message_vectors (messageid, embedding) values (?, '{0.5,-0.5}')`, [m.id]);
+    }
+    const [{ id: fileId }] = await sql<{ id: string }>(`insert into files (id, visionid, storagepath, filename, mime) values (gen_random_uuid(), ?, 'files/x', 'x.md', 'text/markdown') returning id`, [id]);
+    const count = async (table: string) => (await sql<{ n: number }>(`select count(*)::int as n from ${table}`))[0]!.n;
+
+    // an operator deletes one covered message: the summary that covered through it goes with it
+    await sql(`delete from vision_messages where id = ?`, [msgs[0]!.id]);
+    expect(await count('vision_summaries')).toBe(2);
+    // and the whole vision: one statement, nothing of it left but the file row without its link
+    await sql(`delete from visions where id = ?`, [id]);
+    for (const t of ['vision_messages', 'vision_summaries', 'vision_message_embeddings', 'vision_message_vectors']) expect([t, await count(t)]).toEqual([t, 1]);
+    expect(await sql(`select visionid from files where id = ?`, [fileId])).toEqual([{ visionid: null }]);
+    expect(await sql(`select visionid from vision_summaries`)).toEqual([{ visionid: other }]);
+    const indexes = (await sql<{ indexname: string }>(`select indexname from pg_indexes where tablename = 'vision_summaries'`)).map((r) => r.indexname);
+    expect(indexes).toContain('vision_summaries_coveredthroughid_idx');
+    // one foreign key per column: the old ones were replaced, not joined
+    const fks = await sql<{ def: string }>(
+      `select pg_get_constraintdef(oid) as def from pg_constraint where contype = 'f' and conrelid in ('vision_summaries'::regclass, 'vision_message_embeddings'::regclass) order by 1`,
+    );
+    expect(fks.map((f) => f.def)).toEqual([
+      'FOREIGN KEY (coveredthroughid) REFERENCES vision_messages(id) ON DELETE CASCADE',
+      'FOREIGN KEY (messageid) REFERENCES vision_messages(id) ON DELETE CASCADE',
+      'FOREIGN KEY (visionid) REFERENCES visions(id) ON DELETE CASCADE',
+      'FOREIGN KEY (visionid) REFERENCES visions(id) ON DELETE CASCADE',
+    ]);
+    await sql(`delete from files; delete from visions`);
+  });
+
   it('tokenscount.state: rows written before it are settled; only pending and settled; a partial index of the pending rows', async () => {
     const name = 'Migration20261126000000_tokenscount_state';
     // `to` is inclusive: this one and any later migration are reverted

@@ -56,3 +56,23 @@ export async function findAbandonedUploads(on: SqlOn, minAgeMs: number, limit: n
     [minAgeMs, limit],
   );
 }
+
+/**
+ * Files whose vision was deleted for good (`visionid` set null by the foreign key; no one can
+ * reach them): their rows are deleted and their objects handed to the upload log, dated so the
+ * sweep's next pass removes them. One statement, so a crash never loses an object's last trace.
+ */
+export async function releaseOwnerlessFiles(on: SqlOn, limit: number): Promise<number> {
+  const rows = await queryRows(
+    on,
+    `with gone as (
+       delete from files where id in (select id from files where visionid is null order by createdat limit ? for update skip locked)
+       returning id, storagepath)
+     insert into file_uploads (fileid, storagepath, createdat)
+     select id, storagepath, '-infinity'::timestamptz from gone
+     on conflict (fileid) do update set createdat = excluded.createdat
+     returning fileid`,
+    [limit],
+  );
+  return rows.length;
+}

@@ -1,7 +1,7 @@
 import type { SqlRunner } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
 import type { Logger } from '../logger';
-import { clearUpload, findAbandonedUploads } from './files.queries';
+import { clearUpload, findAbandonedUploads, releaseOwnerlessFiles } from './files.queries';
 import type { FileStorage } from './storage/file-storage';
 import { LocalFileStorage } from './storage/local.storage';
 
@@ -21,12 +21,20 @@ export interface OrphanSweepOptions {
  * there past `minAgeMs` is exactly what a crash (or a failed write) left behind: only those
  * objects are deleted. Objects this database never recorded (a bucket or directory shared with
  * another database) are never touched, and the bucket is never listed. With the local driver it
- * also removes temporary files of writes killed mid-way. Returns what it deleted.
+ * also removes temporary files of writes killed mid-way. First, the files of visions deleted for
+ * good (the row lost its `visionid`) are released to that log, so their objects go in the same
+ * pass. Returns what it deleted.
  */
 export async function sweepOrphans(deps: { sql: SqlRunner; storage: FileStorage; logger: Logger }, opts: OrphanSweepOptions = {}): Promise<{ deleted: string[]; tempFiles: number }> {
   const { sql, storage, logger } = deps;
   const minAgeMs = opts.minAgeMs ?? 3600_000;
   const deleted: string[] = [];
+  let ownerless = 0;
+  for (;;) {
+    const released = await releaseOwnerlessFiles(sql, BATCH);
+    ownerless += released;
+    if (released < BATCH) break;
+  }
   for (;;) {
     const uploads = await findAbandonedUploads(sql, minAgeMs, BATCH);
     for (const u of uploads) {
@@ -40,7 +48,9 @@ export async function sweepOrphans(deps: { sql: SqlRunner; storage: FileStorage;
     if (uploads.length < BATCH) break;
   }
   const tempFiles = storage instanceof LocalFileStorage ? await storage.removeStaleTemp(new Date(Date.now() - minAgeMs)) : 0;
-  if (deleted.length || tempFiles) logger.warn({ objects: deleted.length, tempFiles }, 'files: removed stored objects without a row (left by a crash between the object write and its row)');
+  if (ownerless) logger.info({ files: ownerless }, 'files: removed the files of visions deleted for good');
+  if (deleted.length - ownerless > 0 || tempFiles)
+    logger.warn({ objects: deleted.length - ownerless, tempFiles }, 'files: removed stored objects without a row (left by a crash between the object write and its row)');
   return { deleted, tempFiles };
 }
 
