@@ -69,3 +69,25 @@ it('refused variables are reported by graphql-js (the errors Apollo turns into B
     expect(err!.nodes?.[0]?.kind).toBe(Kind.VARIABLE_DEFINITION);
   }
 });
+
+it('at most maxOperations compiled operations are alive; a collected document frees its places', async () => {
+  // needs a deterministic garbage collection: a child process with --expose-gc runs the built class
+  const script = `
+    const { CompiledOperations } = require('./dist/src/graphql/executor.js');
+    const { buildSchema, parse } = require('graphql');
+    const ops = new CompiledOperations(buildSchema('type Query { a: Int }'), { maxOperations: 2 });
+    (async () => {
+      const kept = parse('{ a }');
+      const seen = [!!ops.get(kept, undefined)];
+      (() => seen.push(!!ops.get(parse('query B { a }'), 'B')))();
+      const late = parse('query C { a }');
+      seen.push(!!ops.get(late, 'C'), ops.size);
+      for (let i = 0; i < 50 && ops.size === 2; i++) { gc(); await new Promise((r) => setTimeout(r, 10)); }
+      // B's document was collected: its place is free again, and C (refused while full) now compiles
+      seen.push(ops.size, !!ops.get(late, 'C'), !!ops.get(parse('query D { a }'), 'D'), !!ops.get(kept, undefined), ops.size);
+      console.log(JSON.stringify(seen));
+    })();`;
+  const { execFileSync } = await import('node:child_process');
+  const out = execFileSync(process.execPath, ['--expose-gc', '-e', script], { cwd: `${__dirname}/..`, encoding: 'utf8' });
+  expect(JSON.parse(out)).toEqual([true, true, false, 2, 1, true, false, true, 2]);
+});

@@ -63,12 +63,17 @@ export function jitGateway(schema: GraphQLSchema, opts: { maxOperations?: number
 /**
  * Operations compiled by graphql-jit, by document object and operation name: callers keep one
  * document per query text (Apollo's document store, the HTTP lane's cache), so the object is the
- * key and a document that is forgotten takes its compiled operations with it. Beyond
- * `maxOperations` distinct operations (an unusual client fleet) graphql-js interprets the rest
- * (`get` answers null, as for an operation graphql-jit cannot compile).
+ * key and a document that is forgotten takes its compiled operations with it. At most
+ * `maxOperations` compiled operations are alive at once (an unusual client fleet); past it
+ * graphql-js interprets the others (`get` answers null, as for an operation graphql-jit cannot
+ * compile) until documents the caches evicted are collected and free their places.
  */
 export class CompiledOperations {
-  private readonly compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
+  private readonly compiled = new WeakMap<DocumentNode, { byName: Map<string, CompiledQuery | null>; alive: { n: number } }>();
+  /** Gives back a collected document's places; holds only its counter, never the document. */
+  private readonly released = new FinalizationRegistry<{ n: number }>((alive) => {
+    this.count -= alive.n;
+  });
   private readonly max: number;
   private count = 0;
 
@@ -79,16 +84,30 @@ export class CompiledOperations {
     this.max = opts.maxOperations ?? 1000;
   }
 
+  /** Compiled operations alive (those of collected documents no longer count). */
+  get size(): number {
+    return this.count;
+  }
+
   get(document: DocumentNode, operationName: string | undefined): CompiledQuery | null {
-    let byName = this.compiled.get(document);
-    if (!byName) this.compiled.set(document, (byName = new Map()));
+    let entry = this.compiled.get(document);
+    if (!entry) {
+      entry = { byName: new Map(), alive: { n: 0 } };
+      this.compiled.set(document, entry);
+      this.released.register(document, entry.alive);
+    }
     const key = operationName ?? '';
-    let query = byName.get(key);
+    let query = entry.byName.get(key);
     if (query === undefined) {
-      const result = this.count < this.max ? compileQuery(this.schema, document, operationName) : null;
-      query = result && isCompiledQuery(result) ? result : null;
-      if (query) this.count++;
-      byName.set(key, query);
+      // full: interpreted this time, not remembered, so a later request can compile it
+      if (this.count >= this.max) return null;
+      const result = compileQuery(this.schema, document, operationName);
+      query = isCompiledQuery(result) ? result : null;
+      if (query) {
+        this.count++;
+        entry.alive.n++;
+      }
+      entry.byName.set(key, query);
     }
     return query;
   }
