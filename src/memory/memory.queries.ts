@@ -98,12 +98,11 @@ export async function findMessagesToSummarize(
 ): Promise<VisionMessage[]> {
   const params: unknown[] = [visionId, before.id];
   if (after) params.push(after.id);
-  params.push(limit);
   const rows = await queryRows(
     on,
     `select ${MESSAGE_COLUMNS} from vision_messages where visionid = ? and ${ELIGIBLE}
        and (createdat, id) < (select createdat, id from vision_messages where id = ?) ${after ? `and ${AFTER_SUMMARY}` : ''}
-     order by createdat, id limit ?`,
+     order by createdat, id ${limitSql(limit)}`,
     params,
   );
   return rows.map((r) => VisionMessage.fromRow(r));

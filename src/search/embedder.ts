@@ -3,7 +3,7 @@ import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Metrics } from '../metrics/metrics';
 import type { SqlRunner } from '../db/sql';
-import { queryRows } from '../db/sql';
+import { limitSql, queryRows } from '../db/sql';
 import type { JobQueue } from '../jobs/queue';
 import type { Logger } from '../logger';
 import { eligibleSql } from '../memory/memory.queries';
@@ -107,8 +107,8 @@ export class EmbeddingService {
       `select distinct m.visionid from vision_messages m
        where m.visionid > ?::uuid and ${ELIGIBLE}
          and not exists (select 1 from vision_message_embeddings e where e.messageid = m.id and e.model = ?)
-       order by m.visionid limit ?`,
-      [afterVisionId ?? '00000000-0000-0000-0000-000000000000', this.model, BACKFILL_PAGE],
+       order by m.visionid ${limitSql(BACKFILL_PAGE)}`,
+      [afterVisionId ?? '00000000-0000-0000-0000-000000000000', this.model],
     );
     for (const r of rows) await this.queue(r.visionid);
     return rows.length === BACKFILL_PAGE ? rows[rows.length - 1]!.visionid : null;
@@ -127,8 +127,8 @@ export class EmbeddingService {
       `select m.id, m.content, v.userid from vision_messages m join visions v on v.id = m.visionid
        where m.visionid = ? and ${ELIGIBLE}
          and not exists (select 1 from vision_message_embeddings e where e.messageid = m.id and e.model = ?)
-       order by m.createdat desc, m.id desc limit ?`,
-      [visionId, this.model, config.embeddingBatch + 1],
+       order by m.createdat desc, m.id desc ${limitSql(config.embeddingBatch + 1)}`,
+      [visionId, this.model],
     );
     if (!rows.length) return 'none';
     const batch: typeof rows = [];

@@ -1,4 +1,4 @@
-import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import { limitSql, queryRows, type SqlOn, uuidArray } from '../db/sql';
 import type { Logger } from '../logger';
 import type { SearchConfig } from './search.config';
 import { SignIndex } from './sign-index';
@@ -36,13 +36,13 @@ export class PgVectorStore implements VectorStore {
     const v = `?::float4[]::vector(${dims})`;
     const params: unknown[] = [float4Literal(q.vector), uuidArray(q.visionIds), q.model];
     if (q.beforeMessageId) params.push(q.beforeMessageId);
-    params.push(float4Literal(q.vector), q.limit);
+    params.push(float4Literal(q.vector));
     const rows = await queryRows<{ messageid: string; distance: number }>(
       on,
       `select e.messageid, (e.vec::vector(${dims}) <=> ${v}) as distance
        from vision_message_embeddings e
        where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ${dims} and e.vec is not null ${q.beforeMessageId ? BEFORE : ''}
-       order by e.vec::vector(${dims}) <=> ${v} limit ?`,
+       order by e.vec::vector(${dims}) <=> ${v} ${limitSql(q.limit)}`,
       params,
     );
     // ordered by distance alone (so the HNSW index can deliver the order); equal scores by id, as the float4 store does

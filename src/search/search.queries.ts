@@ -1,4 +1,4 @@
-import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import { limitSql, queryRows, type SqlOn, uuidArray } from '../db/sql';
 import { eligibleSql } from '../memory/memory.queries';
 import { messageColumns, VisionMessage } from '../vision/message.entity';
 import { Vision } from '../vision/vision.entity';
@@ -56,13 +56,12 @@ export async function textSearch(on: SqlOn, q: TextSearchRequest): Promise<TextH
  * messages, ranking all of them was most of the time), then ordered by rank.
  */
 export function textSearchStatement(q: TextSearchRequest): { sql: string; params: unknown[] } {
-  const params: unknown[] = [q.query, uuidArray(q.visionIds), q.depth];
+  const params: unknown[] = [q.query, uuidArray(q.visionIds)];
   let keyset = '';
   if (q.after) {
     keyset = 'where (t.score, t.id) < (?::float8, ?::uuid)';
     params.push(q.after.score, q.after.id);
   }
-  params.push(q.limit);
   return {
     sql: `select t.id, t.score from (
        select c.id, ts_rank_cd(c.searchtsv, q, 32)::float8 as score
@@ -70,10 +69,10 @@ export function textSearchStatement(q: TextSearchRequest): { sql: string; params
        lateral (
          select m.id, m.searchtsv from vision_messages m
          where m.visionid = any(?::uuid[]) and ${SEARCHABLE} and m.searchtsv @@ q
-         order by m.createdat desc limit ?
+         order by m.createdat desc ${limitSql(q.depth)}
        ) c
      ) t ${keyset}
-     order by t.score desc, t.id desc limit ?`,
+     order by t.score desc, t.id desc ${limitSql(q.limit)}`,
     params,
   };
 }

@@ -1,4 +1,4 @@
-import { queryRows, type SqlOn, uuidArray } from '../db/sql';
+import { limitSql, queryRows, type SqlOn, uuidArray } from '../db/sql';
 import type { SignIndex } from './sign-index';
 
 /** One message's embedding to store. */
@@ -165,14 +165,14 @@ export class Float4Store implements VectorStore {
     if (this.index) return this.nearestByIndex(on, this.index, q);
     const params: unknown[] = [uuidArray(q.visionIds), q.model, q.vector.length];
     if (q.beforeMessageId) params.push(q.beforeMessageId);
-    params.push(signBits(q.vector), shortlistSize(q.limit));
+    params.push(signBits(q.vector));
     // the shortlist first (narrow rows, nothing but ids leaves the scan), then its vectors
     const rows = await queryRows<{ messageid: string; v: Buffer }>(
       on,
       `with shortlist as (
          select e.messageid from vision_message_embeddings e
          where e.visionid = any(?::uuid[]) and e.model = ? and e.dims = ? ${q.beforeMessageId ? BEFORE : ''}
-         order by bit_count(e.signs # ?::bit varying), e.messageid desc limit ?
+         order by bit_count(e.signs # ?::bit varying), e.messageid desc ${limitSql(shortlistSize(q.limit))}
        )
        select s.messageid, (select array_send(v.embedding) from vision_message_vectors v where v.messageid = s.messageid) as v from shortlist s`,
       params,

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { queryRows, type SqlOn, type SqlPart } from '../db/sql';
+import { limitSql, queryRows, type SqlOn, type SqlPart } from '../db/sql';
 import { AppError, ErrorCode, NotFoundError, VisionNotActiveError } from '../graphql/errors';
 import { VisionMessage, MESSAGE_COLUMNS, messageColumns } from './message.entity';
 import { MessageState, MessageType, VisionStatus } from './vision.enums';
@@ -199,8 +199,8 @@ export async function findRepliesFrom(on: SqlOn, visionId: string, fromReplyId: 
      where f.id = ? and f.visionid = ? and f.sender = 'assistant'
        and m.visionid = f.visionid and m.sender = 'assistant' and m.replyto is not null
        and (m.createdat, m.id) >= (f.createdat, f.id)
-     order by m.createdat, m.id limit ?`,
-    [fromReplyId, visionId, limit],
+     order by m.createdat, m.id ${limitSql(limit)}`,
+    [fromReplyId, visionId],
   );
 }
 
