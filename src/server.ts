@@ -135,6 +135,8 @@ export async function startServer(opts: {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
+  // every response by route and status, also those Fastify gives before a handler runs
+  if (metrics) app.addHook('onResponse', async (request, reply) => metrics.httpResponse(request.routeOptions.url, reply.statusCode));
   // pages of other origins (CORS_ORIGINS) may call the API; unset: same origin only
   await registerCors(app, config.cors);
 

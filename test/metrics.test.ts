@@ -135,6 +135,26 @@ describe('GET /metrics counts what the server does', () => {
     expect(after.find('visionpath_graphql_operation_duration_seconds_bucket', { operation: 'CreateVision', type: 'mutation', transport: 'http', le: '+Inf' })?.value).toBe(timed(after));
   });
 
+  test('HTTP responses by route and status, those Fastify refuses before any handler included', async () => {
+    const http = 'visionpath_http_responses_total';
+    const before = await scrape(s.url);
+    const post = (body: string, type = 'application/json') => fetch(`${s.url}/graphql`, { method: 'POST', headers: { 'content-type': type, 'x-user-id': newUser('metrics-http') }, body });
+    expect((await post('{"query": "{ visions(first: 1) { totalCount } }"}')).status).toBe(200);
+    expect((await post('{"query": ')).status).toBe(400); // bad JSON: refused by Fastify's parser
+    expect((await post('query', 'text/x-unknown')).status).toBe(415);
+    expect((await fetch(`${s.url}/nowhere`)).status).toBe(404);
+    expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+    const after = await scrape(s.url);
+    const moved = (route: string, status: string) => after.value(http, { route, status }) - before.value(http, { route, status });
+    expect(moved('/graphql', '200')).toBe(1);
+    expect(moved('/graphql', '400')).toBe(1);
+    expect(moved('/graphql', '415')).toBe(1);
+    expect(moved('unmatched', '404')).toBe(1);
+    expect(moved('/healthz', '200')).toBe(1);
+    // the scrape before this one was answered, and counted
+    expect(moved('/metrics', '200')).toBe(1);
+  });
+
   test('model calls by purpose and outcome, tokens as the model reported them, replies in flight', async () => {
     const user = newUser('metrics-model');
     const visionId = await createVision(user);

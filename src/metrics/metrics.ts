@@ -85,6 +85,9 @@ export class Metrics {
   private readonly firstTokenSeconds: Histogram<'purpose'>;
   private readonly tokens: Counter<'purpose' | 'kind' | 'source'>;
   private readonly collectErrors: Counter<'source'>;
+  private readonly httpResponses: Counter<'route' | 'status'>;
+  private readonly routes = new BoundedLabel(30, 'other', /^\/[\w/:.*-]{0,63}$/);
+  private readonly statuses = new BoundedLabel(40, 'other', /^[1-5]\d\d$/);
 
   constructor(opts: { maxOperationNames?: number; logger?: Logger } = {}) {
     const maxNames = opts.maxOperationNames ?? MAX_OPERATION_NAMES;
@@ -133,6 +136,12 @@ export class Metrics {
       name: 'visionpath_metrics_collect_errors_total',
       help: 'Scrape-time readings that failed or timed out (their series are left out of that scrape)',
       labelNames: ['source'],
+      registers,
+    });
+    this.httpResponses = new Counter({
+      name: 'visionpath_http_responses_total',
+      help: 'HTTP responses of the server by route pattern ("unmatched" when no route took the request) and status, including requests refused before any handler (bad JSON, 413, 415, 404); streams answered with SSE are not counted here',
+      labelNames: ['route', 'status'],
       registers,
     });
     const sources = () => this.sources;
@@ -218,6 +227,11 @@ export class Metrics {
     const code = o.code === undefined || o.code === null ? 'OK' : this.codes.of(String(o.code));
     this.operations.inc({ operation, type, code, transport: o.transport });
     this.operationSeconds.observe({ operation, type, transport: o.transport }, o.seconds);
+  }
+
+  /** One HTTP response; `route`: the matched route's pattern (e.g. `/files/:id`), undefined when none matched. */
+  httpResponse(route: string | undefined, status: number): void {
+    this.httpResponses.inc({ route: route === undefined ? 'unmatched' : this.routes.of(route), status: this.statuses.of(String(status)) });
   }
 
   /** One model call that ended (a call refused before it was made, by a budget or the breaker, is none). */
