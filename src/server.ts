@@ -111,15 +111,16 @@ export async function startServer(opts: {
   const llm = { client: llmClient, model: config.llm.model, provider: config.llm.provider, prices: new PriceTable(config.llm.prices), budgets, metrics };
   // durable background jobs (summaries, embeddings) on the same PostgreSQL; any instance runs any job
   const jobs = new JobQueue({ connectionString: db.url, logger, ...config.jobs });
-  const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger });
-  memory.useJobs(jobs);
   // embeddings (jobs), recall into the context, search
   const search = await createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
-  memory.useSearch(search);
   // storage driver (local directory or S3), signed download links
   const files = await createFiles({ sql: poolRunner(db.orm.em), config, logger });
   files.useJobs(jobs);
   const documents = new DocumentTool({ sql: poolRunner(db.orm.em), storage: files.storage, maxBytes: config.files.maxFileBytes, enabled: config.files.documentTool });
+  // the context of each reply (budget, summary, recall); the tools' tokens come off its room
+  const memory = new MemoryService({ sql: poolRunner(db.orm.em), config, llm, logger, tools: documents.tools });
+  memory.useJobs(jobs);
+  memory.useSearch(search);
   const dialog = new DialogService({ orm: db.orm, config, llm, pubsub, replyBuffer, breaker, limits, memory, documents, logger });
   await dialog.start();
   await jobs.start();

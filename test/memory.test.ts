@@ -4,7 +4,7 @@
  * of this file: its job queue is its own), the official SDK against a fake model that tells
  * summary requests from replies by their system prompt.
  */
-import { encodeChat } from 'gpt-tokenizer/encoding/o200k_base';
+import { encode, encodeChat } from 'gpt-tokenizer/encoding/o200k_base';
 import { print } from 'graphql';
 import { Client as PgClient } from 'pg';
 import { SUMMARY_PROMPT_MARKER } from '../src/llm/offline-responder';
@@ -194,13 +194,21 @@ describe('token budget', () => {
     const long = Array.from({ length: 600 }, (_, i) => `word${i}`).join(' ') + ' THE QUESTION AT THE END?';
     const r = await send(user, visionId, long);
     expect(r.errors).toBeUndefined();
-    const received = replies()[replies().length - 1]!.body.messages as { role: 'user'; content: string }[];
+    const body = replies()[replies().length - 1]!.body;
+    const received = body.messages as { role: 'user'; content: string }[];
     expect(received).toHaveLength(2);
     const sent = received[1]!.content;
     expect(sent.length).toBeLessThan(long.length);
     expect(long.endsWith(sent)).toBe(true);
     expect(sent.endsWith('THE QUESTION AT THE END?')).toBe(true);
     expect(encodeChat(received, 'gpt-4o').length).toBeLessThanOrEqual(1200 - 200);
+    // the document tool's definitions travel with the request: their tokens (the JSON's count,
+    // an estimate) came off the room, and the cut message filled what was left
+    expect(body.tools).toHaveLength(1);
+    const toolTokens = encode(JSON.stringify(body.tools)).length;
+    expect(toolTokens).toBeGreaterThan(50);
+    expect(encodeChat(received, 'gpt-4o').length + toolTokens).toBeLessThanOrEqual(1200 - 200);
+    expect(encodeChat(received, 'gpt-4o').length + toolTokens).toBeGreaterThan(1200 - 200 - 20);
     // the stored message is whole
     const [row] = await server.sql(`select content, tokens from vision_messages where id = ?`, [r.data!.sendMessage.userMessage.id]);
     expect(row).toMatchObject({ content: long });
@@ -233,7 +241,9 @@ describe('metering of the request', () => {
     const [row] = await server.sql(`select prompttokens, rawusage, meta from tokenscount where meta->>'visionid' = ?`, [visionId]);
     expect(row!.prompttokens).toBe(1234);
     expect(row!.rawusage.prompt_tokens_details).toEqual({ cached_tokens: 1024 });
-    expect(row!.meta.localPromptTokens).toBe(encodeChat(received, 'gpt-4o').length);
+    // the local count covers the messages and the tool definitions, as the provider's does
+    const tools = replies()[replies().length - 1]!.body.tools;
+    expect(row!.meta.localPromptTokens).toBe(encodeChat(received, 'gpt-4o').length + encode(JSON.stringify(tools)).length);
   });
 });
 

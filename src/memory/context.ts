@@ -33,13 +33,21 @@ export interface ContextRules {
   maxMessages: number;
   /** VISION_SYSTEM_PROMPT; `{title}` is replaced by the vision's title. */
   systemPrompt: string;
+  /**
+   * Tokens of the tool definitions sent with every reply (the document tool), an estimate: the
+   * tokenizer's count of their JSON (providers do not publish how they render tools). Kept out of
+   * the messages' room. @default 0
+   */
+  toolTokens?: number;
 }
 
 /** What one request to the model carries, and how it was chosen. */
 export interface ModelContextPlan {
   budgetTokens: number;
-  /** Tokens of the whole request as the model's tokenizer counts it. */
+  /** Tokens of the request's messages as the model's tokenizer counts them. */
   totalTokens: number;
+  /** The tool definitions' estimate that came off the room ({@link ContextRules.toolTokens}). */
+  toolTokens: number;
   summary: VisionSummary | null;
   recalled: VisionMessage[];
   /** Oldest first; a message cut to fit carries its cut content. */
@@ -102,7 +110,8 @@ export async function planContext(
   const system = rules.systemPrompt.split('{title}').join(vision.title);
   let total = tok.chatBase + tok.perMessage + systemTokens(tok, system);
   if (summary) total += tok.perMessage + summary.tokens;
-  const room = rules.budgetTokens - rules.replyReserveTokens;
+  const toolTokens = rules.toolTokens ?? 0;
+  const room = rules.budgetTokens - rules.replyReserveTokens - toolTokens;
 
   // recall looks only before the oldest message the window could hold, and only when something is there
   const recalled: VisionMessage[] = [];
@@ -148,6 +157,7 @@ export async function planContext(
   return {
     budgetTokens: rules.budgetTokens,
     totalTokens: total,
+    toolTokens,
     summary,
     recalled,
     window,

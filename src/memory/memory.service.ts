@@ -1,4 +1,5 @@
 import type { OpenAI } from 'openai';
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
 import type { Config } from '../config';
@@ -34,6 +35,8 @@ export class MemoryService {
       config: Pick<Config, 'memory' | 'maxMessages' | 'dialog' | 'llm'>;
       llm: { client: OpenAI; model: string; provider: string; /** Prices of the calls' tokenscount rows. */ prices?: PriceTable; /** The clients' token budgets. */ budgets?: TokenBudgets };
       logger: Logger;
+      /** The tools offered with every reply: their tokens come off the messages' room. */
+      tools?: ChatCompletionTool[];
     },
   ) {
     const { config } = deps;
@@ -44,6 +47,7 @@ export class MemoryService {
       summaryMaxTokens: config.memory.summaryMaxTokens,
       maxMessages: config.maxMessages,
       systemPrompt: config.dialog.systemPrompt,
+      toolTokens: deps.tools?.length ? this.tokenizer.count(JSON.stringify(deps.tools)) : 0,
     };
     this.summarizer = new Summarizer({
       sql: deps.sql,

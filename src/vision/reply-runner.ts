@@ -188,7 +188,8 @@ export class ReplyRunner {
             maxTokens: llm.budgets?.enabled ? config.memory.replyReserveTokens : undefined,
             messages: context.messages,
             tools: this.deps.documents.tools,
-            localPromptTokens: context.totalTokens,
+            // the messages and the tool definitions' estimate, as the provider counts both
+            localPromptTokens: context.totalTokens + context.toolTokens,
             meta: { module: 'vision', visionid: reply.visionId, messageid: reply.id, purpose: 'reply' },
             signal: run.abort.signal,
             timeoutMs: config.llm.timeoutMs,
