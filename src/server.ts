@@ -137,7 +137,12 @@ export async function startServer(opts: {
     forceCloseConnections: 'idle',
   });
   // every response by route and status, also those Fastify gives before a handler runs
-  if (metrics) app.addHook('onResponse', async (request, reply) => metrics.httpResponse(request.routeOptions.url, reply.statusCode));
+  if (metrics) {
+    app.addHook('onResponse', (request, reply, done) => {
+      metrics.httpResponse(request.routeOptions.url, reply.statusCode);
+      done();
+    });
+  }
   // pages of other origins (CORS_ORIGINS) may call the API; unset: same origin only
   await registerCors(app, config.cors);
 
