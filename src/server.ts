@@ -114,7 +114,7 @@ export async function startServer(opts: {
   // embeddings (jobs), recall into the context, search
   const search = await createSearch({ sql: poolRunner(db.orm.em), config, llm, jobs, logger });
   // storage driver (local directory or S3), signed download links
-  const files = await createFiles({ sql: poolRunner(db.orm.em), config, logger });
+  const files = await createFiles({ sql: poolRunner(db.orm.em), config, logger, limits });
   files.useJobs(jobs);
   const documents = new DocumentTool({ sql: poolRunner(db.orm.em), storage: files.storage, maxBytes: config.files.maxFileBytes, enabled: config.files.documentTool });
   // the context of each reply (budget, summary, recall); the tools' tokens come off its room

@@ -443,6 +443,41 @@ describe.each(['local', 's3'] as const)('file links: FILE_STORAGE=%s', (driver) 
         await server.server.files.storage.delete(fileKey(orphan.id));
       });
     });
+
+    test('downloads count against the owner: past RATE_LIMIT_DOWNLOADS_PER_MINUTE 429 with Retry-After; refused links and other owners are not counted', async () => {
+      // a second server on the same database and directory, with a limit of 3 per owner and minute
+      const limited = await startTestServer({ FILE_STORAGE: 'local', FILE_DIR: dir!, FILE_URL_SECRET: SECRET, FILE_URL_TTL_SECONDS: String(TTL), RATE_LIMIT_DOWNLOADS_PER_MINUTE: '3' });
+      try {
+        const owner = newUser('limited');
+        const other = newUser('unlimited');
+        const mine = await makeFile(await createVision(owner), { filename: 'mine.md', content: '# mine' });
+        const theirs = await makeFile(await createVision(other), { filename: 'theirs.md', content: '# theirs' });
+        const on = (f: { id: string }, user: string, sig?: string) => {
+          const u = new URL(`${limited.url}/files/${f.id}?${links.query(f.id, user)}`);
+          if (sig) u.searchParams.set('sig', sig);
+          return fetch(u);
+        };
+        // refused links never reach the owner's count
+        for (let i = 0; i < 5; i++) expect((await on(mine, owner, 'A'.repeat(43))).status).toBe(404);
+        for (let i = 0; i < 3; i++) {
+          const ok = await on(mine, owner);
+          expect(ok.status).toBe(200);
+          expect(await ok.text()).toBe('# mine');
+        }
+        const refused = await on(mine, owner);
+        expect(refused.status).toBe(429);
+        const retryAfter = Number(refused.headers.get('retry-after'));
+        expect(retryAfter).toBeGreaterThanOrEqual(1);
+        expect(retryAfter).toBeLessThanOrEqual(60);
+        expect(await refused.json()).toEqual({ error: 'rate_limited', retryAfterSeconds: retryAfter });
+        expect(refused.headers.get('content-disposition')).toBeNull();
+        expect(refused.headers.get('cache-control')).toBe('private, no-store');
+        // another owner's file still downloads
+        expect((await on(theirs, other)).status).toBe(200);
+      } finally {
+        await limited.stop();
+      }
+    });
   } else {
     describe('refused presigned links', () => {
       test('a tampered signature, a changed response header, an expired link are refused by the store', async () => {

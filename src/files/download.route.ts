@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SqlRunner } from '../db/sql';
+import { RateLimitedError, type RateLimits } from '../graphql/rate-limits';
 import type { Logger } from '../logger';
 import { attachmentHeader, contentTypeOf } from './download-headers';
 import { parseLinkQuery, type FileLinks } from './file-links';
@@ -51,12 +52,14 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * 404 (one body for every case) unless the file exists, has an owner and the signature verifies
  * for that owner; 403 for a genuine link past its expiry; 206 for a satisfiable single range,
  * 416 for an unsatisfiable one; 503 when the database or the storage fails (logged, generic body).
+ * A genuine link counts against its owner's RATE_LIMIT_DOWNLOADS_PER_MINUTE (a link passed around
+ * cannot pull a file without end): past it, 429 with `Retry-After`. Refused links count nothing.
  */
 export function registerDownloadRoute(
   app: FastifyInstance,
-  deps: { sql: SqlRunner; storage: FileStorage; links: FileLinks; logger: Logger },
+  deps: { sql: SqlRunner; storage: FileStorage; links: FileLinks; logger: Logger; limits?: Pick<RateLimits, 'consumeDownload'> },
 ): void {
-  const { sql, storage, links, logger } = deps;
+  const { sql, storage, links, logger, limits } = deps;
 
   const fail = (reply: FastifyReply, status: number, body: object) => reply.code(status).type('application/json; charset=utf-8').send(body);
 
@@ -90,6 +93,14 @@ export function registerDownloadRoute(
       const check = links.verify({ fileId, ownerId: found.ownerId, exp: link.exp, sig: link.sig });
       if (check === 'invalid') return fail(reply, 404, NOT_FOUND);
       if (check === 'expired') return fail(reply, 403, { error: 'link_expired' });
+      try {
+        await limits?.consumeDownload(found.ownerId);
+      } catch (err) {
+        if (!(err instanceof RateLimitedError)) throw err;
+        const retryAfterSeconds = err.extensions.retryAfterSeconds as number;
+        reply.header('retry-after', String(retryAfterSeconds));
+        return fail(reply, 429, { error: 'rate_limited', retryAfterSeconds });
+      }
 
       const { file } = found;
       // If-Range needs a validator this route does not hand out, so it never matches: whole object

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config';
 import type { SqlRunner } from '../db/sql';
+import type { RateLimits } from '../graphql/rate-limits';
 import type { JobQueue } from '../jobs/queue';
 import type { Logger } from '../logger';
 import type { File } from '../vision/file.entity';
@@ -28,8 +29,14 @@ export interface FilesModule {
 }
 
 /** Storage driver, signed links and the download route, wired for one process. */
-export async function createFiles(deps: { config: Pick<Config, 'files' | 'nodeEnv'>; sql: SqlRunner; logger: Logger }): Promise<FilesModule> {
-  const { config, sql, logger } = deps;
+export async function createFiles(deps: {
+  config: Pick<Config, 'files' | 'nodeEnv'>;
+  sql: SqlRunner;
+  logger: Logger;
+  /** Downloads per file owner (RATE_LIMIT_DOWNLOADS_PER_MINUTE); none without. */
+  limits?: Pick<RateLimits, 'consumeDownload'>;
+}): Promise<FilesModule> {
+  const { config, sql, logger, limits } = deps;
   const storage = await createStorage(config.files, logger);
   const links = new FileLinks(config.files, logger);
   let baseUrl = config.files.publicUrl ?? '';
@@ -38,7 +45,7 @@ export async function createFiles(deps: { config: Pick<Config, 'files' | 'nodeEn
     config: config.files,
     storage,
     linkFor: (file, ownerId) => links.linkFor({ file, ownerId, baseUrl, storage }),
-    registerRoutes: (app) => registerDownloadRoute(app, { sql, storage, links, logger }),
+    registerRoutes: (app) => registerDownloadRoute(app, { sql, storage, links, logger, limits }),
     setBaseUrl(url) {
       baseUrl = config.files.publicUrl ?? url;
     },

@@ -20,8 +20,9 @@ export class RateLimitedError extends AppError {
 export class RateLimits {
   private readonly sends?: RateLimiterAbstract;
   private readonly ops?: RateLimiterAbstract;
+  private readonly downloads?: RateLimiterAbstract;
 
-  constructor(opts: { sendsPerMinute: number; opsPerSecond: number; redis?: Redis }) {
+  constructor(opts: { sendsPerMinute: number; opsPerSecond: number; downloadsPerMinute?: number; redis?: Redis }) {
     const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {
       if (points <= 0) return undefined;
       if (!opts.redis) return new RateLimiterMemory({ keyPrefix, points, duration });
@@ -36,6 +37,7 @@ export class RateLimits {
     };
     this.sends = make('sends', opts.sendsPerMinute, 60);
     this.ops = make('ops', opts.opsPerSecond, 1);
+    this.downloads = make('downloads', opts.downloadsPerMinute ?? 0, 60);
   }
 
   /** One GraphQL operation (query, mutation or subscription start) of the user. */
@@ -46,6 +48,11 @@ export class RateLimits {
   /** One sendMessage or retryReply of the user. */
   consumeSend(userId: string): Promise<void> {
     return this.consume(this.sends, userId, 'messages');
+  }
+
+  /** One download of a file of the user (a genuine signed link, whoever holds it). */
+  consumeDownload(ownerId: string): Promise<void> {
+    return this.consume(this.downloads, ownerId, 'downloads');
   }
 
   private async consume(limiter: RateLimiterAbstract | undefined, userId: string, what: string): Promise<void> {
