@@ -260,8 +260,9 @@ describe('JWKS outages', () => {
         webSocketImpl: WebSocket,
         lazy: false,
         retryAttempts: 3,
-        // the endpoint comes back after the first refusal, before the client retries
-        retryWait: () => (up ??= startJwks(jwk, port).then((j) => void (jwks = j))),
+        // the endpoint comes back after the first refusal; the client retries once the server asks
+        // the endpoint again (a second after its failure)
+        retryWait: () => (up ??= startJwks(jwk, port).then((j) => void (jwks = j))).then(() => sleep(1100)),
         connectionParams: () => ({ authorization: `Bearer ${token}` }),
         on: { closed: (e) => void codes.push((e as Closed).code) },
       });
@@ -294,7 +295,15 @@ describe('JWKS outages', () => {
       const c = connect(s, token);
       expect(await outcome(c)).toMatchObject({ code: 1013 });
       await c.dispose();
+      // refused at once within a second of the failure, a burst of new tokens too: the endpoint was asked once
+      for (const other of await Promise.all(Array.from({ length: 10 }, () => rs256(newUser())))) {
+        expect(authError(await s.gql(ListVisionsDocument, {}, { token: other }))).toEqual({ status: 503, code: 'INTERNAL_SERVER_ERROR', reason: 'auth_unavailable' });
+      }
+      expect(jwks.state.requests).toEqual(['fail']);
+      await sleep(1100);
+      expect(authError(await s.gql(ListVisionsDocument, {}, { token }))).toMatchObject({ status: 503, reason: 'auth_unavailable' });
       expect(jwks.state.requests).toEqual(['fail', 'fail']);
+      await sleep(1100); // the next case needs the endpoint asked again
     });
 
     it('sockets that close while their token is verified do not count against the per-user cap', async () => {

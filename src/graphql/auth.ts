@@ -12,6 +12,13 @@ const MAX_USER_ID = 200;
 /** At most one log line per this interval while the JWKS endpoint is unreachable. */
 const OUTAGE_LOG_INTERVAL_MS = 10_000;
 
+/**
+ * After the JWKS endpoint failed, it is not asked again for this long: tokens that need it are
+ * refused at once (auth_unavailable) instead of each waiting for the endpoint, and a down identity
+ * provider gets one request a second per instance, not one per new token.
+ */
+const JWKS_RETRY_AFTER_MS = 1000;
+
 export interface Identity {
   userId: string;
   /**
@@ -71,21 +78,30 @@ class JwksUnreachable extends Error {
 /**
  * jose's fetch, with the failures that are the endpoint's (not the token's) marked, so they are
  * told apart from a 4xx or a key set without the token's key. A timeout stays jose's own
- * ERR_JWKS_TIMEOUT.
+ * ERR_JWKS_TIMEOUT. After a failure the endpoint is not asked for {@link JWKS_RETRY_AFTER_MS}.
+ * Tokens whose key is in jose's cached key set never come here.
  */
-async function fetchJwks(url: string, init: RequestInit): Promise<Response> {
-  let res: Response;
-  try {
-    res = await fetch(url, init);
-  } catch (err) {
-    if ((err as Error).name === 'TimeoutError') throw err;
-    throw new JwksUnreachable('The JWKS endpoint cannot be reached', { cause: err });
-  }
-  if (res.status >= 500 || res.status === 429) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new JwksUnreachable(`The JWKS endpoint answered ${res.status}`);
-  }
-  return res;
+function jwksFetcher(): (url: string, init: RequestInit) => Promise<Response> {
+  let retryAt = 0;
+  const failed = <T extends Error>(err: T): T => {
+    retryAt = Date.now() + JWKS_RETRY_AFTER_MS;
+    return err;
+  };
+  return async (url, init) => {
+    if (Date.now() < retryAt) throw new JwksUnreachable('The JWKS endpoint failed moments ago; asked again shortly');
+    let res: Response;
+    try {
+      res = await fetch(url, init);
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') throw failed(err as Error);
+      throw failed(new JwksUnreachable('The JWKS endpoint cannot be reached', { cause: err }));
+    }
+    if (res.status >= 500 || res.status === 429) {
+      await res.body?.cancel().catch(() => undefined);
+      throw failed(new JwksUnreachable(`The JWKS endpoint answered ${res.status}`));
+    }
+    return res;
+  };
 }
 
 function isJwksOutage(err: unknown): boolean {
@@ -111,7 +127,7 @@ export function createAuthenticator(config: AuthConfig, opts: { logger?: Logger 
     key = new TextEncoder().encode(config.jwtSecret);
     algorithms = ['HS256'];
   } else if (config.jwksUrl) {
-    key = createRemoteJWKSet(new URL(config.jwksUrl), { [customFetch]: fetchJwks });
+    key = createRemoteJWKSet(new URL(config.jwksUrl), { [customFetch]: jwksFetcher() });
   }
   const toleranceMs = config.clockToleranceSeconds * 1000;
 
