@@ -17,35 +17,12 @@ import type { Logger } from '../logger';
 import type { GraphQLContext } from './context';
 import { createFormatError, ErrorCode } from './errors';
 import { jitGateway } from './executor';
+import { logOperation } from './operation-log';
 import type { RateLimits } from './rate-limits';
 import { DocumentCache } from './subscriptions';
 import { metricsPlugin } from '../metrics/apollo-plugin';
 import type { Metrics } from '../metrics/metrics';
 import type { TrustedDocuments } from './trusted-documents';
-
-/**
- * The log line of one GraphQL operation over HTTP: name, type, user, duration, statements, error
- * codes (as raised, before `formatError`). No variables, no content. `lane` marks a query the
- * query lane answered (http-lane.ts).
- */
-export function logOperation(
-  logger: Logger,
-  o: { op: string | null; type: string | null; userId: string | null; ms: number; sql?: number; errors?: readonly GraphQLError[]; lane?: true },
-): void {
-  const codes = o.errors?.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
-  logger.info(
-    {
-      op: o.op,
-      type: o.type,
-      userId: o.userId,
-      ms: Math.round(o.ms * 10) / 10,
-      sql: o.sql,
-      ...(codes?.length ? { errorCode: codes[0], errorCodes: codes.length > 1 ? codes : undefined } : {}),
-      ...(o.lane ? { lane: true } : {}),
-    },
-    'graphql',
-  );
-}
 
 /**
  * The rules every document is validated with, on every transport, as Apollo validates: graphql-js's,

@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
 import { SseMeter } from '../metrics/sse-meter';
+import { operationReporter } from './operation-log';
 import { graphqlHttpErrorHandler, type Armor } from './apollo';
 import { atExpiry, type Authenticator, type Identity } from './auth';
 import type { GraphQLContext } from './context';
@@ -85,7 +86,8 @@ export function registerGraphqlSse(
   // parsing, validation and error formatting exactly as for a WebSocket operation (its own cache)
   const operations = new WsOperations({ schema: opts.schema, config, logger, armor: opts.armor, trusted: opts.trusted });
   const maxOps = config.limits.maxSubscriptionsPerConnection;
-  const meter = opts.metrics && new SseMeter(opts.metrics);
+  // each operation: a log line, and the metrics when they are on
+  const meter = new SseMeter(operationReporter(opts.logger, opts.metrics));
   let closing = false;
 
   const streams = new SseStreams({
@@ -164,10 +166,10 @@ export function registerGraphqlSse(
       if (context.token && !streams.admitOp(context.token, opId!)) {
         return errorResult([tooMany('subscriptions per connection', maxOps)]);
       }
-      meter?.start(context);
+      meter.start(context);
       const refuse = (errors: readonly GraphQLError[]) => {
         if (context.token) streams.opEnded(context.token, opId!);
-        meter?.refused(context, errors);
+        meter.refused(context, errors);
         return errorResult(errors);
       };
       try {
@@ -197,7 +199,7 @@ export function registerGraphqlSse(
 
     // a subscription counts as it starts (or is refused by its resolver), a query or mutation with its result
     onOperation(_ctx, req, args, result) {
-      meter?.ran(req.context, getOperationAST(args.document, args.operationName), result);
+      meter.ran(req.context, getOperationAST(args.document, args.operationName), result);
       return undefined;
     },
 

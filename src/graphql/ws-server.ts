@@ -13,6 +13,7 @@ import type { TrustedDocuments } from './trusted-documents';
 import { WsOperations } from './ws-operations';
 import type { Metrics } from '../metrics/metrics';
 import { WsMeter } from '../metrics/ws-meter';
+import { operationReporter } from './operation-log';
 import { deliverDirectly } from './ws-direct';
 import { serveGraphqlWs, type WsExtra } from './ws-transport';
 
@@ -45,16 +46,17 @@ export function startGraphqlWs(opts: {
   // the same limits and error formatting as over HTTP; valid documents parsed once per distinct
   // text, and each event executed once per distinct operation, however many subscribers it has
   const operations = new WsOperations({ schema: opts.schema, config, logger: opts.logger, armor: opts.armor, trusted: opts.trusted });
-  const meter = opts.metrics && new WsMeter(opts.metrics, wss);
+  // each operation: a log line, and the metrics when they are on
+  const meter = new WsMeter(operationReporter(opts.logger, opts.metrics), wss, opts.metrics);
   const wsServer = serveGraphqlWs<WsExtra & { identity?: Identity }>(
     {
       schema: opts.schema,
       jsonMessageReviver: operations.documents.reviver,
-      onNext: meter ? meter.wrapNext(operations.onNext) : operations.onNext,
-      onError: meter ? meter.wrapError(operations.onError) : operations.onError,
+      onNext: meter.wrapNext(operations.onNext),
+      onError: meter.wrapError(operations.onError),
       // subscriptions over the pub/sub are written to their sockets directly (ws-direct.ts)
       onOperation: (ctx, id, payload, args, result) => {
-        meter?.onOperation(ctx, id, payload, args, result);
+        meter.onOperation(ctx, id, payload, args, result);
         return deliverDirectly(result, ctx.extra.socket, id, {
           format: (r) => operations.formatEvent(r),
           maxBufferedBytes: config.limits.wsMaxBufferedBytes,
@@ -99,7 +101,7 @@ export function startGraphqlWs(opts: {
           // the connection lives as long as its token: closed at its expiry, which ends its
           // subscriptions; graphql-ws clients reconnect (4403), calling connectionParams again
           socket.once('close', atExpiry(identity, () => socket.close(4403, 'Forbidden: token expired')));
-          meter?.connected(ctx);
+          meter.connected(ctx);
           return true;
         } catch (err) {
           if (err instanceof UnauthenticatedError) {
@@ -116,7 +118,7 @@ export function startGraphqlWs(opts: {
         }
       },
       onSubscribe: async (ctx, _id, payload) => {
-        meter?.start(payload);
+        meter.start(payload, ctx.extra.identity?.userId);
         // a token that expired since connection_init starts nothing new; the client reconnects
         // with a fresh one (graphql-ws clients retry 4403, calling connectionParams again)
         if (identityExpired(ctx.extra.identity, Date.now())) {

@@ -1,6 +1,6 @@
 import type { ExecutionResult, GraphQLError, OperationDefinitionNode } from 'graphql';
 import { contractCode } from '../graphql/errors';
-import type { Metrics } from './metrics';
+import type { OperationReport } from '../graphql/operation-log';
 
 const isAsyncIterable = (v: unknown): boolean => typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 
@@ -8,15 +8,18 @@ const isAsyncIterable = (v: unknown): boolean => typeof v === 'object' && v !== 
 export interface SseMetered {
   /** When the operation of this request arrived; cleared once it is counted. */
   startedAt?: number;
+  /** Who sent it. */
+  identity?: { userId: string };
 }
 
 /**
- * Operations over SSE, counted as over WebSocket (transport `sse`): once each, a subscription as
+ * Operations over SSE, reported as over WebSocket (transport `sse`; a log line, and the metrics
+ * when they are on): once each, a subscription as
  * it starts (or is refused by its resolver), a query or mutation with its result, a refusal before
  * execution with its contract code and no name.
  */
 export class SseMeter {
-  constructor(private readonly metrics: Metrics) {}
+  constructor(private readonly report: (o: OperationReport) => void) {}
 
   /** graphql-sse `onSubscribe`, first. */
   start(context: SseMetered): void {
@@ -36,7 +39,7 @@ export class SseMeter {
   private count(context: SseMetered, operation: OperationDefinitionNode | null | undefined, errors: readonly GraphQLError[] | undefined): void {
     if (context.startedAt === undefined) return;
     const code = errors?.length ? contractCode(errors[0]!.extensions?.code) : undefined;
-    this.metrics.operation({ operation, code, transport: 'sse', seconds: (performance.now() - context.startedAt) / 1000 });
+    this.report({ operation, code, transport: 'sse', seconds: (performance.now() - context.startedAt) / 1000, userId: context.identity?.userId });
     context.startedAt = undefined;
   }
 }

@@ -1,5 +1,6 @@
 import { getOperationAST, type ExecutionArgs, type GraphQLError, type OperationDefinitionNode } from 'graphql';
 import type { WebSocket, WebSocketServer } from 'ws';
+import type { OperationReport } from '../graphql/operation-log';
 import type { Metrics } from './metrics';
 
 /** The part of a graphql-ws connection context the meter reads. */
@@ -11,6 +12,7 @@ interface WsSession {
 
 interface Pending {
   started: number;
+  userId?: string;
   operation?: OperationDefinitionNode | null;
 }
 
@@ -21,9 +23,10 @@ type OnError = (ctx: any, id: string, payload: any, errors: readonly GraphQLErro
 const isAsyncIterable = (v: unknown): boolean => typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 
 /**
- * WebSocket metrics for graphql-ws: connections and running subscriptions are read from the
- * server at scrape time; each operation is counted once, as over HTTP: a query or mutation with
- * its result's first error code, a subscription when it starts (or is refused). Operations are
+ * Operations over graphql-ws, each reported once (a log line, and the metrics when they are on),
+ * as over HTTP: a query or mutation with its result's first error code, a subscription when it
+ * starts (or is refused). With metrics, connections and running subscriptions are read from the
+ * server at scrape time. Operations are
  * known by their subscribe payload (graphql-ws passes the same object to every hook), in a
  * WeakMap, so nothing needs cleaning when a client goes away mid-operation.
  */
@@ -32,10 +35,11 @@ export class WsMeter {
   private readonly pending = new WeakMap<object, Pending>();
 
   constructor(
-    private readonly metrics: Metrics,
+    private readonly report: (o: OperationReport) => void,
     wss: WebSocketServer,
+    metrics?: Metrics,
   ) {
-    metrics.watch({
+    metrics?.watch({
       webSockets: () => {
         let subscriptions = 0;
         for (const socket of wss.clients) {
@@ -52,9 +56,9 @@ export class WsMeter {
     this.sessions.set(ctx.extra.socket, ctx);
   }
 
-  /** First thing in graphql-ws `onSubscribe`. */
-  start(payload: object): void {
-    this.pending.set(payload, { started: performance.now() });
+  /** First thing in graphql-ws `onSubscribe`; `userId`: the connection's user. */
+  start(payload: object, userId: string | undefined): void {
+    this.pending.set(payload, { started: performance.now(), userId });
   }
 
   /** graphql-ws `onOperation`: a subscription counts as it starts; a result waits for its formatted errors. */
@@ -90,7 +94,7 @@ export class WsMeter {
 
   private count(payload: object, p: Pending, code: unknown): void {
     this.pending.delete(payload);
-    this.metrics.operation({ operation: p.operation, code, transport: 'ws', seconds: (performance.now() - p.started) / 1000 });
+    this.report({ operation: p.operation, code, transport: 'ws', seconds: (performance.now() - p.started) / 1000, userId: p.userId });
   }
 }
 
