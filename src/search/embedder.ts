@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { OpenAI } from 'openai';
 import type { PriceTable } from '../tokenscount/prices';
 import type { TokenBudgets } from '../tokenscount/budgets';
@@ -33,22 +34,6 @@ export class EmbeddingFailedError extends Error {
   }
 }
 
-/** A few hundred recent search texts and their vectors: the next page of a search asks the model nothing. */
-class QueryCache {
-  private readonly map = new Map<string, { at: number; v: number[] }>();
-  get(key: string): number[] | undefined {
-    const hit = this.map.get(key);
-    if (!hit || Date.now() - hit.at > 10 * 60_000) return undefined;
-    this.map.delete(key);
-    this.map.set(key, hit);
-    return hit.v;
-  }
-  set(key: string, v: number[]): void {
-    this.map.set(key, { at: Date.now(), v });
-    if (this.map.size > 500) this.map.delete(this.map.keys().next().value!);
-  }
-}
-
 export interface EmbeddingDeps {
   sql: SqlRunner;
   config: SearchConfig;
@@ -66,7 +51,8 @@ export interface EmbeddingDeps {
  */
 export class EmbeddingService {
   private jobs?: JobQueue;
-  private readonly queries = new QueryCache();
+  /** A few hundred recent search texts and their vectors: the next page of a search asks the model nothing. */
+  private readonly queries = new LRUCache<string, number[]>({ max: 500, ttl: 10 * 60_000 });
 
   constructor(private readonly deps: EmbeddingDeps) {}
 
