@@ -10,6 +10,7 @@ import { SignJWT } from 'jose';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createScratchDatabase } from './support/db';
+import { startFakeOpenAI } from './support/fake-openai';
 import { newUser, startTestServer, type TestServer } from './support/server';
 
 const SECRET = 'lane-secret-lane-secret-lane-secret-0123';
@@ -193,8 +194,7 @@ describe('HTTP query lane: the same answers as Apollo', () => {
       [{ query: '{ visions { nope } }' }, user(owner)],
       [{ query: history, operationName: 'Other', variables: { id: visionId } }, user(owner)],
       [{ query: 'query A { visions { totalCount } } query B { visions { totalCount } }' }, user(owner)],
-      // a mutation and a subscription
-      [{ query: `mutation { renameVision(id: "${'0'.repeat(8)}-0000-0000-0000-000000000000", title: "x") { id } }` }, user(owner)],
+      // a subscription over HTTP
       [{ query: 'subscription { messageAdded(visionId: "x") { id } }' }, user(owner)],
       // bodies Apollo refuses, APQ, an empty query
       [{ query: '{ visions { totalCount } }', variables: '{}' }, user(owner)],
@@ -211,6 +211,161 @@ describe('HTTP query lane: the same answers as Apollo', () => {
       expect({ body, laned: r.laned }).toEqual({ body, laned: false });
       expect({ body, answer: r.viaLane }).toEqual({ body, answer: r.viaApollo });
       expect(r.viaLane.status).toBeGreaterThanOrEqual(200);
+    }
+  });
+});
+
+/** Ids and times differ between two servers' writes; the rest of a mutation's answer must not. */
+function withoutIdsAndTimes(value: unknown): unknown {
+  if (typeof value === 'string') {
+    return value
+      .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>')
+      .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>');
+  }
+  if (Array.isArray(value)) return value.map(withoutIdsAndTimes);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutIdsAndTimes(v)]));
+  return value;
+}
+
+describe('HTTP query lane: mutations', () => {
+  let p: Pair;
+  let owner: string;
+  beforeAll(async () => {
+    p = await startPair();
+    owner = newUser('lane-mutation');
+  });
+  afterAll(async () => {
+    await p?.lane.stop();
+    await p?.apollo.stop();
+  });
+
+  /** A vision of `owner` for each server, in the same state: a mutation's effects stay on its own side. */
+  async function visionPair(status?: 'FROZEN' | 'DELETED'): Promise<{ lane: string; apollo: string }> {
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await p.apollo.gql<{ createVision: { id: string } }, unknown>('mutation { createVision(input: { title: "pair" }) { id } }', undefined, { user: owner });
+      ids.push(r.data!.createVision.id);
+      if (status) await p.apollo.gql(`mutation { setVisionStatus(id: "${ids[i]}", status: ${status}) { id } }`, undefined, { user: owner });
+    }
+    return { lane: ids[0], apollo: ids[1] };
+  }
+
+  /** One mutation per server, each on its own vision (`$vision` in the variables), both answers with ids and times masked. */
+  async function sendEach(body: { query: string; variables?: Record<string, unknown>; operationName?: string }, headers: Record<string, string>, visions?: { lane: string; apollo: string }) {
+    const on = (id?: string) => (visions ? { ...body, variables: JSON.parse(JSON.stringify(body.variables ?? {}).split('$vision').join(id!)) } : body);
+    p.laneLog.length = 0;
+    const viaLane = await post(p.lane, on(visions?.lane), headers);
+    const viaApollo = await post(p.apollo, on(visions?.apollo), headers);
+    const line = p.laneLog.at(-1);
+    return { viaLane: withoutIdsAndTimes(viaLane) as Answer, viaApollo: withoutIdsAndTimes(viaApollo) as Answer, laned: line?.lane === true, line };
+  }
+
+  const sendDoc = 'mutation Send($input: SendMessageInput!) { sendMessage(input: $input) { userMessage { id content sender state } assistantMessage { id content sender state } } }';
+
+  it('answers createVision, renameVision and setVisionStatus on the lane, as Apollo does', async () => {
+    const created = await sendEach({ query: 'mutation { createVision(input: { title: "on the lane" }) { id title status createdAt } }' }, user(owner));
+    expect(created.laned).toBe(true);
+    expect(created.line).toMatchObject({ type: 'mutation', userId: owner, lane: true });
+    expect(created.viaLane).toEqual(created.viaApollo);
+    expect(created.viaLane.body).toEqual({ data: { createVision: { id: '<id>', title: 'on the lane', status: 'ACTIVE', createdAt: '<time>' } } });
+    expect(created.viaLane.sqlStatements).not.toBeNull();
+
+    const visions = await visionPair();
+    const renamed = await sendEach({ query: 'mutation R($id: ID!) { renameVision(id: $id, title: "renamed") { id title } }', variables: { id: '$vision' } }, user(owner), visions);
+    expect(renamed.laned).toBe(true);
+    expect(renamed.viaLane).toEqual(renamed.viaApollo);
+    const frozen = await sendEach({ query: 'mutation F($id: ID!) { setVisionStatus(id: $id, status: FROZEN) { status } }', variables: { id: '$vision' } }, user(owner), visions);
+    expect(frozen.laned).toBe(true);
+    expect(frozen.viaLane).toEqual(frozen.viaApollo);
+    expect(frozen.viaLane.body).toEqual({ data: { setVisionStatus: { status: 'FROZEN' } } });
+    // the lane's write happened, on its own vision
+    const [row] = await p.lane.sql<{ title: string; status: string }>('select title, status from visions where id = ?', [visions.lane]);
+    expect(row).toEqual({ title: 'renamed', status: 'frozen' });
+  });
+
+  it('answers sendMessage on the lane: the turn is stored and the reply comes back, as through Apollo', async () => {
+    const visions = await visionPair();
+    const r = await sendEach({ query: sendDoc, variables: { input: { visionId: '$vision', content: 'one small step' } }, operationName: 'Send' }, user(owner), visions);
+    expect(r.laned).toBe(true);
+    expect(r.viaLane).toEqual(r.viaApollo);
+    expect((r.viaLane.body as any).data.sendMessage.assistantMessage.state).toBe('COMPLETE');
+    // the statements of a send, the same on both paths
+    expect(r.viaLane.sqlStatements).toBe(r.viaApollo.sqlStatements);
+    const rows = await p.lane.sql<{ sender: string }>('select sender from vision_messages where visionid = ? order by createdat, sender desc', [visions.lane]);
+    expect(rows.map((x) => x.sender)).toEqual(['user', 'assistant']);
+  });
+
+  it("answers a mutation's errors on the lane: frozen, deleted, missing and another user's vision, bad input, no identity", async () => {
+    const frozen = await visionPair('FROZEN');
+    const deleted = await visionPair('DELETED');
+    const active = await visionPair();
+    const cases: [Parameters<typeof sendEach>[0], Record<string, string>, { lane: string; apollo: string } | undefined, string][] = [
+      [{ query: sendDoc, variables: { input: { visionId: '$vision', content: 'hello' } } }, user(owner), frozen, 'VISION_NOT_ACTIVE'],
+      [{ query: sendDoc, variables: { input: { visionId: '$vision', content: 'hello' } } }, user(owner), deleted, 'VISION_NOT_ACTIVE'],
+      [{ query: sendDoc, variables: { input: { visionId: '$vision', content: 'hello' } } }, user(newUser('lane-stranger')), active, 'NOT_FOUND'],
+      [{ query: sendDoc, variables: { input: { visionId: '$vision', content: '   ' } } }, user(owner), active, 'BAD_USER_INPUT'],
+      [{ query: sendDoc, variables: { input: { visionId: 'not-an-id', content: 'hello' } } }, user(owner), undefined, 'BAD_USER_INPUT'],
+      [{ query: 'mutation { retryReply(visionId: "not-an-id") { userMessage { id } } }' }, user(owner), undefined, 'BAD_USER_INPUT'],
+      [{ query: 'mutation { createVision(input: { title: "" }) { id } }' }, user(owner), undefined, 'BAD_USER_INPUT'],
+      [{ query: 'mutation { createVision(input: { title: "x" }) { id } }' }, {}, undefined, 'UNAUTHENTICATED'],
+    ];
+    for (const [body, headers, visions, code] of cases) {
+      const r = await sendEach(body, headers, visions);
+      expect({ body, laned: r.laned }).toEqual({ body, laned: true });
+      expect({ body, answer: r.viaLane }).toEqual({ body, answer: r.viaApollo });
+      expect({ body, code: (r.viaLane.body as any).errors?.[0]?.extensions?.code }).toEqual({ body, code });
+    }
+    // nothing was written to the visions that refused
+    const [{ n }] = await p.lane.sql<{ n: number }>("select count(*)::int as n from vision_messages where visionid::text = any(string_to_array(?, ','))", [[frozen.lane, frozen.apollo, deleted.lane, deleted.apollo, active.lane, active.apollo].join(',')]);
+    expect(n).toBe(0);
+  });
+
+  it('answers variables that do not fit a mutation with 400 BAD_USER_INPUT, and picks the operation by name, as Apollo does', async () => {
+    const bad = await sendEach({ query: sendDoc, variables: { input: { content: 'no vision' } } }, user(owner));
+    expect(bad.laned).toBe(true);
+    expect(bad.viaLane).toEqual(bad.viaApollo);
+    expect(bad.viaLane.status).toBe(400);
+    const both = 'query Count { visions { totalCount } } mutation Make { createVision(input: { title: "named" }) { title } }';
+    const made = await sendEach({ query: both, operationName: 'Make' }, user(owner));
+    expect(made.laned).toBe(true);
+    expect(made.line).toMatchObject({ op: 'Make', type: 'mutation' });
+    expect(made.viaLane).toEqual(made.viaApollo);
+    expect(made.viaLane.body).toEqual({ data: { createVision: { title: 'named' } } });
+  });
+});
+
+describe('HTTP query lane: a mutation whose model call fails', () => {
+  it('answers LLM_FAILED with the kept message and the failed reply, as Apollo does', async () => {
+    const fake = await startFakeOpenAI();
+    fake.defaultBehaviour = { kind: 'status', status: 500 };
+    const p = await startPair({ OPENAI_API_KEY: 'k', OPENAI_BASE_URL: fake.baseURL, LLM_MAX_RETRIES: '0', SUMMARIES: 'false' });
+    try {
+      const owner = newUser('lane-llm');
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await p.apollo.gql<{ createVision: { id: string } }, unknown>('mutation { createVision(input: { title: "fails" }) { id } }', undefined, { user: owner });
+        ids.push(r.data!.createVision.id);
+      }
+      const doc = 'mutation Send($input: SendMessageInput!) { sendMessage(input: $input) { assistantMessage { id } } }';
+      p.laneLog.length = 0;
+      const viaLane = await post(p.lane, { query: doc, variables: { input: { visionId: ids[0], content: 'will it fail' } } }, user(owner));
+      const viaApollo = await post(p.apollo, { query: doc, variables: { input: { visionId: ids[1], content: 'will it fail' } } }, user(owner));
+      expect(p.laneLog.at(-1)).toMatchObject({ lane: true, type: 'mutation', errorCode: 'LLM_FAILED' });
+      expect(withoutIdsAndTimes(viaLane)).toEqual(withoutIdsAndTimes(viaApollo));
+      expect((viaLane.body as any).errors[0].extensions).toMatchObject({ code: 'LLM_FAILED', reason: 'upstream_error' });
+      // the user's message is kept and the reply is stored as FAILED, on the lane's side too
+      const rows = await p.lane.sql<{ sender: string; state: string; id: string }>('select id, sender, state from vision_messages where visionid = ? order by createdat, sender desc', [ids[0]]);
+      expect(rows.map((r) => [r.sender, r.state])).toEqual([
+        ['user', 'complete'],
+        ['assistant', 'failed'],
+      ]);
+      expect((viaLane.body as any).errors[0].extensions).toMatchObject({ userMessageId: rows[0].id, replyId: rows[1].id });
+      const [{ n }] = await p.lane.sql<{ n: number }>("select count(*)::int as n from tokenscount where meta ->> 'visionid' = ?", [ids[0]]);
+      expect(n).toBe(1);
+    } finally {
+      await p.lane.stop();
+      await p.apollo.stop();
+      await fake.close();
     }
   });
 });

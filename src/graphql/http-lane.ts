@@ -31,17 +31,18 @@ const GRAPHQL_CALLBACK = 'application/json; callbackSpec=1.0; charset=utf-8';
 const MAX_ACCEPT_VALUES = 100;
 
 /**
- * Queries over HTTP without Apollo Server's request pipeline. A read screen's query spends a
- * good part of its server time in that pipeline rather than in the read: per request Apollo
- * hashes the text (SHA-256) to find its parsed document, calls each plugin's hooks through
- * promises, negotiates the media type twice and builds its own request and response objects
- * (BENCHMARKS.md, issue 16, step 8). This lane answers exactly what Apollo would, for the case
- * that is most of the traffic: a POST with a JSON body of a `query` text (or, under a safelist,
- * a persisted document's id), a valid document whose operation is a query, and an `Accept`
- * that takes JSON. Everything else goes to Apollo unchanged (`serve` answers false before it has
- * done anything the client could notice): other methods and bodies, APQ, documents that do not
- * parse or validate, unknown operation names, mutations and subscriptions, and a context that
- * cannot be built (its rejection is handed to Apollo, so the caller is authenticated once).
+ * Queries and mutations over HTTP without Apollo Server's request pipeline. A read screen's
+ * query spends a good part of its server time in that pipeline rather than in the read: per
+ * request Apollo hashes the text (SHA-256) to find its parsed document, calls each plugin's hooks
+ * through promises, negotiates the media type twice and builds its own request and response
+ * objects (BENCHMARKS.md, issue 16, step 8; a `sendMessage` pays it too, step 9). This lane
+ * answers exactly what Apollo would, for the case that is most of the traffic: a POST with a
+ * JSON body of a `query` text (or, under a safelist, a persisted document's id), a valid
+ * document whose operation is a query or a mutation, and an `Accept` that takes JSON. Everything
+ * else goes to Apollo unchanged (`serve` answers false before it has done anything the client
+ * could notice, so a mutation never runs twice): other methods and bodies, APQ, documents that
+ * do not parse or validate, unknown operation names, subscriptions, and a context that cannot be
+ * built (its rejection is handed to Apollo, so the caller is authenticated once).
  *
  * What Apollo would do for such a request, this does in the same order and with the same
  * pieces: the same validation rules (graphql-js's, graphql-armor's, no introspection when it
@@ -135,7 +136,8 @@ export class HttpQueryLane {
     const loaded = this.documents.load(text);
     if (!loaded.document) return undefined;
     const operation = getOperationAST(loaded.document, (operationName as string | null | undefined) ?? undefined);
-    if (operation?.operation !== 'query') return undefined;
+    // a subscription over HTTP is Apollo's to refuse
+    if (!operation || operation.operation === 'subscription') return undefined;
     const query = this.compiled.get(loaded.document, operation.name?.value);
     if (!query) return undefined;
     return { operation, query, mediaType, variables: variables as Record<string, unknown> | null | undefined };
