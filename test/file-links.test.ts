@@ -444,7 +444,7 @@ describe.each(['local', 's3'] as const)('file links: FILE_STORAGE=%s', (driver) 
       });
     });
 
-    test('downloads count against the owner: past RATE_LIMIT_DOWNLOADS_PER_MINUTE 429 with Retry-After; refused links and other owners are not counted', async () => {
+    test('downloads count against the owner: past RATE_LIMIT_DOWNLOADS_PER_MINUTE 429 with Retry-After; refused links, HEAD requests and other owners are not counted', async () => {
       // a second server on the same database and directory, with a limit of 3 per owner and minute
       const limited = await startTestServer({ FILE_STORAGE: 'local', FILE_DIR: dir!, FILE_URL_SECRET: SECRET, FILE_URL_TTL_SECONDS: String(TTL), RATE_LIMIT_DOWNLOADS_PER_MINUTE: '3' });
       try {
@@ -452,13 +452,19 @@ describe.each(['local', 's3'] as const)('file links: FILE_STORAGE=%s', (driver) 
         const other = newUser('unlimited');
         const mine = await makeFile(await createVision(owner), { filename: 'mine.md', content: '# mine' });
         const theirs = await makeFile(await createVision(other), { filename: 'theirs.md', content: '# theirs' });
-        const on = (f: { id: string }, user: string, sig?: string) => {
+        const on = (f: { id: string }, user: string, sig?: string, method = 'GET') => {
           const u = new URL(`${limited.url}/files/${f.id}?${links.query(f.id, user)}`);
           if (sig) u.searchParams.set('sig', sig);
-          return fetch(u);
+          return fetch(u, { method });
         };
         // refused links never reach the owner's count
         for (let i = 0; i < 5; i++) expect((await on(mine, owner, 'A'.repeat(43))).status).toBe(404);
+        // nor does a HEAD (no body leaves)
+        for (let i = 0; i < 5; i++) {
+          const head = await on(mine, owner, undefined, 'HEAD');
+          expect(head.status).toBe(200);
+          expect(head.headers.get('content-length')).toBe(String('# mine'.length));
+        }
         for (let i = 0; i < 3; i++) {
           const ok = await on(mine, owner);
           expect(ok.status).toBe(200);

@@ -52,8 +52,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * 404 (one body for every case) unless the file exists, has an owner and the signature verifies
  * for that owner; 403 for a genuine link past its expiry; 206 for a satisfiable single range,
  * 416 for an unsatisfiable one; 503 when the database or the storage fails (logged, generic body).
- * A genuine link counts against its owner's RATE_LIMIT_DOWNLOADS_PER_MINUTE (a link passed around
- * cannot pull a file without end): past it, 429 with `Retry-After`. Refused links count nothing.
+ * A genuine link's GET counts against its owner's RATE_LIMIT_DOWNLOADS_PER_MINUTE (a link passed
+ * around cannot pull a file without end): past it, 429 with `Retry-After`. Refused links and HEAD
+ * requests count nothing; a range request counts as a download.
  */
 export function registerDownloadRoute(
   app: FastifyInstance,
@@ -94,7 +95,8 @@ export function registerDownloadRoute(
       if (check === 'invalid') return fail(reply, 404, NOT_FOUND);
       if (check === 'expired') return fail(reply, 403, { error: 'link_expired' });
       try {
-        await limits?.consumeDownload(found.ownerId);
+        // a HEAD sends no body: it spends nothing of the owner's downloads
+        if (request.method === 'GET') await limits?.consumeDownload(found.ownerId);
       } catch (err) {
         if (!(err instanceof RateLimitedError)) throw err;
         const retryAfterSeconds = err.extensions.retryAfterSeconds as number;
