@@ -49,8 +49,10 @@ export async function sweepOrphans(deps: { sql: SqlRunner; storage: FileStorage;
   }
   const tempFiles = storage instanceof LocalFileStorage ? await storage.removeStaleTemp(new Date(Date.now() - minAgeMs)) : 0;
   if (ownerless) logger.info({ files: ownerless }, 'files: removed the files of visions deleted for good');
-  if (deleted.length - ownerless > 0 || tempFiles)
-    logger.warn({ objects: deleted.length - ownerless, tempFiles }, 'files: removed stored objects without a row (left by a crash between the object write and its row)');
+  // the released files' objects went through file_uploads in the same pass; the rest were crash leftovers
+  const leftovers = deleted.length - ownerless;
+  if (leftovers > 0 || tempFiles)
+    logger.warn({ objects: leftovers, tempFiles }, 'files: removed stored objects without a row (left by a crash between the object write and its row)');
   return { deleted, tempFiles };
 }
 

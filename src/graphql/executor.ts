@@ -94,7 +94,6 @@ export class CompiledOperations {
     if (!entry) {
       entry = { byName: new Map(), alive: { n: 0 } };
       this.compiled.set(document, entry);
-      this.released.register(document, entry.alive);
     }
     const key = operationName ?? '';
     let query = entry.byName.get(key);
@@ -104,6 +103,8 @@ export class CompiledOperations {
       const result = compileQuery(this.schema, document, operationName);
       query = isCompiledQuery(result) ? result : null;
       if (query) {
+        // a document holds places from its first compiled operation on (those that compiled nothing hold none)
+        if (entry.alive.n === 0) this.released.register(document, entry.alive);
         this.count++;
         entry.alive.n++;
       }
