@@ -114,6 +114,7 @@ export function registerGraphqlSse(
     // every document reaching the handler was validated by `operations.prepare` in onSubscribe
     validate: () => [],
     subscribe: createSharedSubscribe() as never,
+    execute: operations.execute as never, // graphql-jit, as over HTTP and WebSocket
     context: (req) => opts.buildContext(req.context.identity ?? null) as Ctx,
 
     // every request, first: who is asking, and which registered stream (if any) it is about

@@ -1,4 +1,5 @@
 import {
+  execute,
   getOperationAST,
   GraphQLError,
   type ExecutionArgs,
@@ -13,6 +14,7 @@ import type { Logger } from '../logger';
 import { createDocumentCache, type Armor } from './apollo';
 import { ClientErrors, isBadVariable, withCode } from './client-errors';
 import { ErrorCode } from './errors';
+import { CompiledOperations, runCompiled } from './executor';
 import type { DocumentCache } from './subscriptions';
 import { DocumentRefusedError, type TrustedDocuments } from './trusted-documents';
 
@@ -28,6 +30,8 @@ export class WsOperations {
   private readonly errors: ClientErrors;
   /** Subscription events are executed once for all their subscribers: formatted once, too. */
   private readonly formatted = new WeakMap<ExecutionResult, FormattedExecutionResult>();
+  /** Queries and mutations run compiled, as over HTTP (executor.ts). */
+  readonly compiled: CompiledOperations;
 
   constructor(
     private readonly opts: { schema: GraphQLSchema; config: Config; logger: Logger; armor: Armor; trusted?: TrustedDocuments },
@@ -35,7 +39,21 @@ export class WsOperations {
     this.errors = new ClientErrors(opts.config, opts.logger);
     // the rules HTTP validates with: HTTP and WebSocket must agree
     this.documents = createDocumentCache(opts);
+    this.compiled = new CompiledOperations(opts.schema);
   }
+
+  /**
+   * The `execute` of graphql-ws and graphql-sse for queries and mutations: the operation compiled
+   * by graphql-jit, as Apollo and the HTTP lane run it, so an operation gives the same answer on
+   * every transport; graphql-js's `execute` when it cannot be compiled (or the compiled
+   * operations are at their limit).
+   */
+  readonly execute = (args: ExecutionArgs): Promise<ExecutionResult> | ExecutionResult => {
+    const operation = getOperationAST(args.document, args.operationName ?? undefined);
+    const query = operation ? this.compiled.get(args.document, args.operationName ?? undefined) : null;
+    if (!operation || !query) return execute(args);
+    return runCompiled(args.schema, query, operation, args.contextValue, args.variableValues as Record<string, unknown> | null | undefined);
+  };
 
   /**
    * The last step of graphql-ws `onSubscribe`: the operation's execution arguments (graphql-ws

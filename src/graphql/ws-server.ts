@@ -63,6 +63,8 @@ export function startGraphqlWs(opts: {
         });
       },
       subscribe: createSharedSubscribe(),
+      // queries and mutations compiled by graphql-jit, as over HTTP
+      execute: operations.execute,
       // a socket that has not sent connection_init by then is closed (4408)
       connectionInitWaitTimeout: config.limits.wsInitTimeoutMs,
       onConnect: async (ctx) => {
