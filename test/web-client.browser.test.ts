@@ -432,6 +432,37 @@ describeWithChromium('reference web client (examples/web) in Chromium', () => {
         await p.close();
       }
     });
+
+    test('a turn sent from another device while the WebSocket was away is in the feed after the reconnect', async () => {
+      const user = newUser('web-reconnect');
+      const created = await server.gql<{ createVision: { id: string } }, unknown>(`mutation { createVision(input: { title: "Связь" }) { id } }`, undefined, { user });
+      const visionId = created.data!.createVision.id;
+      const p = await context.newPage();
+      const socketState = () => p.getByTestId('ws-status').getAttribute('data-state');
+      try {
+        await p.goto(`${web.url}/#/v/${visionId}`);
+        await signIn(p, user);
+        await p.getByTestId('feed-empty').waitFor();
+        await waitUntil('the WebSocket to connect', async () => (await socketState()) === 'connected', 10_000);
+
+        // the network goes away; meanwhile the phone sends a question and gets its answer
+        const restore = web.dropWebSockets();
+        await waitUntil('the WebSocket to be lost', async () => (await socketState()) !== 'connected', 10_000);
+        fake.enqueue({ kind: 'stream', chunks: ['Ответ', ' с телефона'] });
+        const sent = await server.gql(`mutation($input: SendMessageInput!) { sendMessage(input: $input) { assistantMessage { state } } }`, { input: { visionId, content: 'Вопрос с телефона' } }, { user });
+        expect(sent.errors).toBeUndefined();
+        // nothing of it reached the page (its messageAdded events went nowhere)
+        expect(await feedRows(p)).toEqual([]);
+
+        // back online: graphql-ws reconnects by itself, and the page fetches what it missed
+        restore();
+        await waitUntil('the WebSocket to reconnect', async () => (await socketState()) === 'connected', 20_000);
+        await waitUntil('the missed turn in the feed', async () => (await feedRows(p)).length === 2, 10_000);
+        expect(await feedRows(p)).toEqual(['USER|COMPLETE|Вопрос с телефона', 'ASSISTANT|COMPLETE|Ответ с телефона']);
+      } finally {
+        await p.close();
+      }
+    });
   });
 
   describe('against a server with PERSISTED_DOCUMENTS (the built manifest as a safelist)', () => {

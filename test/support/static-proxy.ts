@@ -13,6 +13,11 @@ export interface StaticProxy {
   url: string;
   /** Requests proxied to the API so far: method and path. */
   proxied: { method: string; path: string }[];
+  /**
+   * Cuts every proxied WebSocket and refuses new ones (as a network that went away) until the
+   * returned function is called.
+   */
+  dropWebSockets(): () => void;
   close(): Promise<void>;
 }
 
@@ -34,6 +39,8 @@ export async function startStaticProxy(opts: { root: string; apiUrl: string }): 
   const root = normalize(opts.root);
   const proxied: StaticProxy['proxied'] = [];
   const sockets = new Set<Socket>();
+  const upgrades = new Set<Socket>();
+  let refuseUpgrades = false;
 
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -71,11 +78,13 @@ export async function startStaticProxy(opts: { root: string; apiUrl: string }): 
 
   // WebSocket: hand the raw upgrade request to the API server and splice the two sockets
   server.on('upgrade', (req: IncomingMessage, client: Socket, head: Buffer) => {
-    if (!PROXIED.test(req.url ?? '')) {
+    if (!PROXIED.test(req.url ?? '') || refuseUpgrades) {
       client.destroy();
       return;
     }
     proxied.push({ method: 'UPGRADE', path: (req.url ?? '/').split('?')[0]! });
+    upgrades.add(client);
+    client.on('close', () => upgrades.delete(client));
     const upstream = connect(Number(api.port), api.hostname, () => {
       const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -111,6 +120,13 @@ export async function startStaticProxy(opts: { root: string; apiUrl: string }): 
   return {
     url: `http://127.0.0.1:${port}`,
     proxied,
+    dropWebSockets() {
+      refuseUpgrades = true;
+      for (const s of upgrades) s.destroy();
+      return () => {
+        refuseUpgrades = false;
+      };
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

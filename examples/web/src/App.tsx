@@ -21,6 +21,8 @@ export function App() {
   const [identity, setIdentity] = useState<Identity>(loadIdentity);
   const [client, setClient] = useState<AppClient | null>(null);
   const [socket, setSocket] = useState<SocketState>('closed');
+  // counts the WebSocket's returns after a loss: the open vision fetches what it missed
+  const [reconnects, setReconnects] = useState(0);
   const [visionId, setVisionId] = useRoute();
   const key = `${identity.userId}\u0000${identity.token}`;
 
@@ -30,7 +32,10 @@ export function App() {
       setClient(null);
       return;
     }
-    const c = makeClient(identity, setSocket);
+    const c = makeClient(identity, (state, reconnected) => {
+      setSocket(state);
+      if (reconnected) setReconnects((n) => n + 1);
+    });
     setClient(c);
     return () => c.dispose();
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -55,7 +60,7 @@ export function App() {
         <ApolloProvider client={client.apollo}>
           <main className="layout" key={key}>
             <VisionList selected={visionId} onSelect={setVisionId} />
-            {visionId ? <VisionView key={`${key}/${visionId}`} visionId={visionId} /> : <p className="muted empty">Выберите визию или создайте новую.</p>}
+            {visionId ? <VisionView key={`${key}/${visionId}`} visionId={visionId} reconnects={reconnects} /> : <p className="muted empty">Выберите визию или создайте новую.</p>}
           </main>
         </ApolloProvider>
       ) : (

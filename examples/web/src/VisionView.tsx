@@ -33,7 +33,7 @@ const STORED_CODES = new Set(['LLM_FAILED', 'QUOTA_EXCEEDED']);
  * with `last`/`before`), newer messages are fetched after the last settled one (`first`/`after`),
  * and a reply in progress is shown from its `replyDelta` events until the stored message is final.
  */
-export function VisionView({ visionId }: { visionId: string }) {
+export function VisionView({ visionId, reconnects = 0 }: { visionId: string; reconnects?: number }) {
   const client = useApolloClient();
   const feed = useQuery(VisionFeedDocument, {
     variables: { id: visionId, last: PAGE_SIZE },
@@ -138,6 +138,17 @@ export function VisionView({ visionId }: { visionId: string }) {
       if (m && !feedIdsRef.current.has(m.id) && !inFlight.current) void syncTail();
     },
   });
+
+  // back after the WebSocket was lost: messageAdded events of the gap are gone, so the feed
+  // fetches what is newer than its last settled message (a reply still streaming comes back
+  // through the resumed replyDelta), and the list its summaries
+  const seenReconnects = useRef(reconnects);
+  useEffect(() => {
+    if (reconnects === seenReconnects.current) return;
+    seenReconnects.current = reconnects;
+    if (!inFlight.current) void syncTail();
+    void client.refetchQueries({ include: ['Visions'] });
+  }, [reconnects, syncTail, client]);
 
   // replies the feed shows in their final state need no live text any more
   useEffect(() => {

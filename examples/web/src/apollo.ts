@@ -40,7 +40,11 @@ export interface AppClient {
  * documents through an Apollo Client with the same InMemoryCache, which adds `__typename`), so
  * sha256(printed query) equals the id and APQ accepts the query that goes with the hash.
  */
-export function makeClient(identity: Identity, onSocket: (s: SocketState) => void): AppClient {
+/**
+ * `onSocket` hears the WebSocket's state; `reconnected` is true when a connection is back after
+ * one was lost (graphql-ws retried): events published meanwhile were not delivered.
+ */
+export function makeClient(identity: Identity, onSocket: (s: SocketState, reconnected?: boolean) => void): AppClient {
   const ws = createClient({
     url: graphqlWsUrl(),
     connectionParams: () => identityConnectionParams(identity),
@@ -50,7 +54,7 @@ export function makeClient(identity: Identity, onSocket: (s: SocketState) => voi
     shouldRetry: () => true,
     on: {
       connecting: () => onSocket('connecting'),
-      connected: () => onSocket('connected'),
+      connected: (_socket, _payload, wasRetry) => onSocket('connected', wasRetry),
       closed: () => onSocket('closed'),
     },
   });
