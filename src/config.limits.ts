@@ -8,6 +8,8 @@ export interface LimitsConfig {
   opsPerSecond: number;
   /** Downloads through `GET /files/:id` (local driver) per file owner and minute; 0 turns it off. @default 120 */
   downloadsPerMinute: number;
+  /** `exportVision` per user and hour (each export stores a file of the whole path); 0 turns it off. @default 20 */
+  exportsPerHour: number;
   /** Open WebSocket connections per user (per instance). @default 20 */
   maxWsPerUser: number;
   /** Active subscriptions per WebSocket connection. @default 50 */
@@ -39,6 +41,7 @@ export function loadLimitsConfig(env: Env, llmTimeoutMs: number): LimitsConfig {
     sendsPerMinute: int(env, 'RATE_LIMIT_SENDS_PER_MINUTE', 20, 0, 1_000_000),
     opsPerSecond: int(env, 'RATE_LIMIT_OPS_PER_SECOND', 30, 0, 1_000_000),
     downloadsPerMinute: int(env, 'RATE_LIMIT_DOWNLOADS_PER_MINUTE', 120, 0, 1_000_000),
+    exportsPerHour: int(env, 'RATE_LIMIT_EXPORTS_PER_HOUR', 20, 0, 1_000_000),
     maxWsPerUser: int(env, 'MAX_WS_PER_USER', 20, 1, 100_000),
     maxSubscriptionsPerConnection: int(env, 'MAX_SUBSCRIPTIONS_PER_CONNECTION', 50, 1, 10_000),
     wsInitTimeoutMs: int(env, 'WS_INIT_TIMEOUT_MS', 3000, 100, 600_000),

@@ -322,6 +322,36 @@ describe('statuses, ownership and input', () => {
     const filesAfter = await server.sql(`select count(*)::int as n from files where visionid = ?`, [visionId]);
     expect(filesAfter[0]!.n).toBe(filesBefore[0]!.n);
   });
+
+  test('exports count against RATE_LIMIT_EXPORTS_PER_HOUR: past it RATE_LIMITED (429) with the retry time and no file; refused exports and other users are not counted', async () => {
+    // a second server on the same database and directory, with a limit of 2 per user and hour
+    const limited = await startTestServer({ SUMMARIES: 'false', FILE_DIR: dir, RATE_LIMIT_EXPORTS_PER_HOUR: '2' });
+    try {
+      const on = (user: string, id: string) => postGraphQL<{ exportVision: ExportedFile }>(limited.graphqlUrl, EXPORT, { id }, { user });
+      const user = newUser('export-limited');
+      const visionId = await createVision(user, 'Лимит');
+      // NOT_FOUND and bad ids write nothing and count nothing
+      for (let i = 0; i < 3; i++) expect(errorCode(await on(user, '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'))).toBe('NOT_FOUND');
+      expect(errorCode(await on(user, 'not-a-uuid'))).toBe('BAD_USER_INPUT');
+      for (let i = 0; i < 2; i++) {
+        const ok = await on(user, visionId);
+        expect(ok.errors).toBeUndefined();
+      }
+      const refused = await on(user, visionId);
+      expect(refused.status).toBe(429);
+      expect(errorCode(refused)).toBe('RATE_LIMITED');
+      const retryAfter = refused.errors![0]!.extensions!.retryAfterSeconds as number;
+      expect(retryAfter).toBeGreaterThan(3000);
+      expect(retryAfter).toBeLessThanOrEqual(3600);
+      const files = await server.sql(`select count(*)::int as n from files where visionid = ?`, [visionId]);
+      expect(files[0]!.n).toBe(2);
+      // another user still exports
+      const other = newUser('export-unlimited');
+      expect((await on(other, await createVision(other, 'Другой'))).errors).toBeUndefined();
+    } finally {
+      await limited.stop();
+    }
+  });
 });
 
 describe('the export service', () => {

@@ -3,18 +3,7 @@ import type { GraphQLContext } from '../graphql/context';
 import { parseId } from '../graphql/relay';
 import { File } from '../vision/file.entity';
 import { ExportFormat } from './export.format';
-import { ExportGuard, exportVision } from './export.service';
-
-/**
- * One guard per running server (its files module), not per module load: tests start several
- * servers in one process, and each must keep its own count.
- */
-const guards = new WeakMap<object, ExportGuard>();
-const guardOf = (ctx: GraphQLContext): ExportGuard => {
-  let guard = guards.get(ctx.files);
-  if (!guard) guards.set(ctx.files, (guard = new ExportGuard()));
-  return guard;
-};
+import { exportVision } from './export.service';
 
 @Resolver()
 export class ExportResolver {
@@ -27,9 +16,9 @@ export class ExportResolver {
   ): Promise<File> {
     const visionId = parseId(id);
     const userId = ctx.user!.userId;
-    return guardOf(ctx).run(userId, () =>
+    return ctx.files.exports.run(userId, () =>
       exportVision(
-        { sql: ctx.sql, storage: ctx.files.storage, timeZone: ctx.config.titleTimeZone },
+        { sql: ctx.sql, storage: ctx.files.storage, timeZone: ctx.config.titleTimeZone, consume: ctx.files.consumeExport },
         // an explicit null means the default too
         { userId, visionId, format: format ?? ExportFormat.MARKDOWN },
       ),

@@ -21,6 +21,8 @@ export interface ExportDeps {
   timeZone?: string;
   /** @default EXPORT_PAGE_SIZE */
   pageSize?: number;
+  /** Counts one export of the user once the vision is found (RATE_LIMIT_EXPORTS_PER_HOUR); throws when over. */
+  consume?: (userId: string) => Promise<void>;
 }
 
 /** Where a keyset page starts: after this (createdat, id). Times travel as PostgreSQL text, keeping microseconds. */
@@ -123,7 +125,8 @@ export function exportFilename(title: string, at: Date, format: ExportFormat, ti
  * The object is stored first, then its row: a crash in between leaves an object without a row,
  * which the orphan sweep removes; never a row without bytes.
  *
- * @throws NotFoundError when the vision is absent or someone else's.
+ * @throws NotFoundError when the vision is absent or someone else's; what `deps.consume` throws
+ * (RATE_LIMITED) before anything is written.
  */
 export async function exportVision(
   deps: ExportDeps,
@@ -131,6 +134,8 @@ export async function exportVision(
 ): Promise<File> {
   const found = await findVisionForUser(deps.sql, { id: opts.visionId, userId: opts.userId });
   if (!found) throw new NotFoundError();
+  // only an export that will write a file counts
+  await deps.consume?.(opts.userId);
   const vision: ExportedVision = {
     id: found.id,
     title: found.title,
@@ -166,12 +171,12 @@ export async function exportVision(
   return inTransaction(deps.sql, async (tx) => {
     await clearUpload(tx, id);
     return insertFile(tx, {
-    id,
-    visionId: vision.id,
-    storagePath,
-    filename: exportFilename(vision.title, exportedAt, opts.format, deps.timeZone),
-    mime: writer.mime,
-    size,
+      id,
+      visionId: vision.id,
+      storagePath,
+      filename: exportFilename(vision.title, exportedAt, opts.format, deps.timeZone),
+      mime: writer.mime,
+      size,
       meta: { kind: 'export', format: opts.format, messages },
     });
   });

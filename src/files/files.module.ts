@@ -6,6 +6,7 @@ import type { JobQueue } from '../jobs/queue';
 import type { Logger } from '../logger';
 import type { File } from '../vision/file.entity';
 import { registerDownloadRoute } from './download.route';
+import { ExportGuard } from './export.service';
 import { FileLinks } from './file-links';
 import { scheduleOrphanSweep } from './orphan-sweep';
 import { createStorage } from './storage/create-storage';
@@ -18,6 +19,10 @@ export interface FilesModule {
   linkFor(file: File, ownerId: string): Promise<string>;
   /** `GET /files/:id` (the local driver's signed links). */
   registerRoutes(app: FastifyInstance): void;
+  /** One running export per user in this process. */
+  exports: ExportGuard;
+  /** Counts one export of the user (RATE_LIMIT_EXPORTS_PER_HOUR): RATE_LIMITED past it. */
+  consumeExport(userId: string): Promise<void>;
   /** The address the server listens on: the base of links when PUBLIC_URL is unset. */
   setBaseUrl(url: string): void;
   /**
@@ -33,8 +38,8 @@ export async function createFiles(deps: {
   config: Pick<Config, 'files' | 'nodeEnv'>;
   sql: SqlRunner;
   logger: Logger;
-  /** Downloads per file owner (RATE_LIMIT_DOWNLOADS_PER_MINUTE); none without. */
-  limits?: Pick<RateLimits, 'consumeDownload'>;
+  /** Downloads per file owner (RATE_LIMIT_DOWNLOADS_PER_MINUTE) and exports per user (RATE_LIMIT_EXPORTS_PER_HOUR); none without. */
+  limits?: Pick<RateLimits, 'consumeDownload' | 'consumeExport'>;
 }): Promise<FilesModule> {
   const { config, sql, logger, limits } = deps;
   const storage = await createStorage(config.files, logger);
@@ -46,6 +51,8 @@ export async function createFiles(deps: {
     storage,
     linkFor: (file, ownerId) => links.linkFor({ file, ownerId, baseUrl, storage }),
     registerRoutes: (app) => registerDownloadRoute(app, { sql, storage, links, logger, limits }),
+    exports: new ExportGuard(),
+    consumeExport: async (userId) => limits?.consumeExport(userId),
     setBaseUrl(url) {
       baseUrl = config.files.publicUrl ?? url;
     },

@@ -21,8 +21,9 @@ export class RateLimits {
   private readonly sends?: RateLimiterAbstract;
   private readonly ops?: RateLimiterAbstract;
   private readonly downloads?: RateLimiterAbstract;
+  private readonly exports?: RateLimiterAbstract;
 
-  constructor(opts: { sendsPerMinute: number; opsPerSecond: number; downloadsPerMinute?: number; redis?: Redis }) {
+  constructor(opts: { sendsPerMinute: number; opsPerSecond: number; downloadsPerMinute?: number; exportsPerHour?: number; redis?: Redis }) {
     const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {
       if (points <= 0) return undefined;
       if (!opts.redis) return new RateLimiterMemory({ keyPrefix, points, duration });
@@ -38,6 +39,7 @@ export class RateLimits {
     this.sends = make('sends', opts.sendsPerMinute, 60);
     this.ops = make('ops', opts.opsPerSecond, 1);
     this.downloads = make('downloads', opts.downloadsPerMinute ?? 0, 60);
+    this.exports = make('exports', opts.exportsPerHour ?? 0, 3600);
   }
 
   /** One GraphQL operation (query, mutation or subscription start) of the user. */
@@ -53,6 +55,11 @@ export class RateLimits {
   /** One download of a file of the user (a genuine signed link, whoever holds it). */
   consumeDownload(ownerId: string): Promise<void> {
     return this.consume(this.downloads, ownerId, 'downloads');
+  }
+
+  /** One export of a vision of the user (exportVision that found the vision). */
+  consumeExport(userId: string): Promise<void> {
+    return this.consume(this.exports, userId, 'exports');
   }
 
   private async consume(limiter: RateLimiterAbstract | undefined, userId: string, what: string): Promise<void> {

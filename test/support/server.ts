@@ -50,6 +50,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     RATE_LIMIT_OPS_PER_SECOND: '0',
     RATE_LIMIT_SENDS_PER_MINUTE: '0',
     RATE_LIMIT_DOWNLOADS_PER_MINUTE: '0',
+    RATE_LIMIT_EXPORTS_PER_HOUR: '0',
     // embedding jobs add metered rows in the background; tests of search and recall turn them on
     EMBEDDINGS: 'false',
     // files of test servers stay out of the developer's .data/files
