@@ -543,6 +543,35 @@ describe('busy rule', () => {
     expect(fake.requests.length).toBe(calls);
   });
 
+  test('a vision that stays ACTIVE but keeps refusing the turn: VISION_BUSY (reason vision_changing) after three tries, not a made-up status; nothing stored', async () => {
+    const user = newUser('changing');
+    const visionId = await createVision(user);
+    const calls = fake.requests.length;
+    // every update of this vision is skipped (a BEFORE trigger returning null), as when its status
+    // flips away and back while each try runs: the turn's statement writes nothing, the status read
+    // after it says ACTIVE
+    const fn = `vp_test_skip_${visionId.replace(/-/g, '')}`;
+    await server.sql(`create function ${fn}() returns trigger language plpgsql as $$ begin if old.id = '${visionId}' then return null; end if; return new; end $$`);
+    await server.sql(`create trigger ${fn} before update on visions for each row execute function ${fn}()`);
+    let result: GqlResult<unknown>;
+    try {
+      result = await send(user, visionId, 'Hello?');
+    } finally {
+      await server.sql(`drop trigger ${fn} on visions`);
+      await server.sql(`drop function ${fn}()`);
+    }
+    const err = onlyError(result);
+    expect(err.code).toBe('VISION_BUSY');
+    expect(err.ext.reason).toBe('vision_changing');
+    expect(err.ext.status).toBeUndefined();
+    expect(await messageRows(visionId)).toEqual([]);
+    expect(await tokenRows(visionId)).toEqual([]);
+    expect(fake.requests.length).toBe(calls);
+    // the vision takes messages again once it holds still
+    const ok = await send(user, visionId, 'Hello again');
+    expect(ok.errors).toBeUndefined();
+  });
+
   test('a reply closed while a send waits for the vision row lock is in the model context (the turn read from before the lock is dropped)', async () => {
     // the turn reads the summary and the window in its own statement, whose snapshot is taken
     // before the row lock is granted: here that snapshot still shows the earlier reply STREAMING

@@ -14,8 +14,11 @@ export const STREAMING_KEY = 'vision_messages_one_streaming_key';
 export const CLIENT_KEY = 'vision_messages_visionid_clientmessageid_key';
 
 export class VisionBusyError extends AppError {
-  constructor() {
-    super('A reply is already being generated for this vision; wait for it or stop it', ErrorCode.VISION_BUSY);
+  constructor(
+    message = 'A reply is already being generated for this vision; wait for it or stop it',
+    extensions?: Record<string, unknown>,
+  ) {
+    super(message, ErrorCode.VISION_BUSY, extensions);
   }
 }
 

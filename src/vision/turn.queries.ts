@@ -36,7 +36,8 @@ export interface Turn {
  * (one round trip less before the model call; BENCHMARKS.md, issue 16). Errors as the chain of
  * statements it replaced: NOT_FOUND when the vision is absent or someone else's,
  * VISION_NOT_ACTIVE unless ACTIVE (then nothing is written, not even the bump), VISION_BUSY when
- * a reply streams (the partial unique index), and the `clientMessageId` unique violation for the
+ * a reply streams (the partial unique index) or when the vision was ACTIVE again after each of
+ * three tries (reason `vision_changing`), and the `clientMessageId` unique violation for the
  * caller to resolve.
  *
  * The read sees the statement's snapshot, taken before the row lock was granted. Whatever
@@ -63,8 +64,10 @@ export async function insertTurn(on: SqlOn, t: TurnInput): Promise<Turn> {
     // nothing was written: say why (a second statement, only on this path)
     const [row] = await queryRows<{ status: VisionStatus }>(on, 'select status from visions where id = ? and userid = ?', [t.visionId, t.userId]);
     if (!row) throw new NotFoundError();
-    // ACTIVE again by now (restored between the two statements): the turn is tried again
-    if (row.status !== VisionStatus.ACTIVE || attempt >= 2) throw new VisionNotActiveError(row.status === VisionStatus.ACTIVE ? VisionStatus.FROZEN : row.status);
+    if (row.status !== VisionStatus.ACTIVE) throw new VisionNotActiveError(row.status);
+    // ACTIVE again by now (restored between the two statements): the turn is tried again; a
+    // vision that keeps changing under the send is a passing conflict, not a status to report
+    if (attempt >= 2) throw new VisionBusyError('The vision kept changing while the message was being stored; send it again', { reason: 'vision_changing' });
   }
 }
 
