@@ -1,10 +1,11 @@
-import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from '@apollo/client';
+import { ApolloClient, ApolloLink, DocumentTransform, HttpLink, InMemoryCache } from '@apollo/client';
 import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { relayStylePagination } from '@apollo/client/utilities';
 import {
   createPersistedQueryManifestVerificationLink,
   generatePersistedQueryIdsFromManifest,
+  sortTopLevelDefinitions,
   type PersistedQueryManifestForVerification,
 } from '@apollo/persisted-query-lists';
 import { OperationTypeNode } from 'graphql';
@@ -39,8 +40,7 @@ export interface AppClient {
  * The manifest's body is what this client prints (generate-persisted-query-manifest runs the
  * documents through an Apollo Client with the same InMemoryCache, which adds `__typename`), so
  * sha256(printed query) equals the id and APQ accepts the query that goes with the hash.
- */
-/**
+ *
  * `onSocket` hears the WebSocket's state; `reconnected` is true when a connection is back after
  * one was lost (graphql-ws retried): events published meanwhile were not delivered.
  */
@@ -75,6 +75,9 @@ export function makeClient(identity: Identity, onSocket: (s: SocketState, reconn
 
   const apollo = new ApolloClient({
     link: ApolloLink.from([verify, persisted, transport]),
+    // the manifest's bodies have their fragments sorted by name: sent the same way, a query's
+    // text hashes to its manifest id (APQ checks it) however its fragments were spread
+    documentTransform: new DocumentTransform(sortTopLevelDefinitions),
     cache: new InMemoryCache({
       typePolicies: {
         Vision: {
