@@ -415,6 +415,18 @@ describe('the rules of the WebSocket', () => {
     expect(notAStream.status).toBe(404);
     expect(((await notAStream.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
+
+  test('a mutation over GET is refused with 405 (Allow: POST) and BAD_USER_INPUT, and runs nothing', async () => {
+    const user = newUser('sseGetMutation');
+    const url = new URL(streamUrl());
+    url.searchParams.set('query', 'mutation { createVision(input: { title: "over GET" }) { id } }');
+    const res = await fetch(url, { headers: { accept: 'text/event-stream', 'x-user-id': user } });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('POST');
+    expect(((await res.json()) as any).errors[0]).toEqual({ message: 'Cannot perform mutations over GET', extensions: { code: 'BAD_USER_INPUT', reason: 'BAD_REQUEST' } });
+    const [row] = await server.sql(`select count(*)::int as n from visions where userid = ?`, [user]);
+    expect(row!.n).toBe(0);
+  });
 });
 
 // ------------------------------------------------------------------ limits, configuration, shutdown

@@ -18,6 +18,12 @@ export function identityRefusal(err: AppError): SseResponse {
   return refusal(status, status === 401 ? 'Unauthorized' : 'Service Unavailable', { message: err.message, extensions }, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
 }
 
+/** A mutation asked for over GET (as Apollo answers it on /graphql): 405, BAD_USER_INPUT. */
+export function mutationOverGet(): SseResponse {
+  const error = { message: 'Cannot perform mutations over GET', extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'BAD_REQUEST' } };
+  return refusal(405, 'Method Not Allowed', error, { allow: 'POST' });
+}
+
 /** Over a per-user or per-stream limit: RATE_LIMITED. */
 export function tooMany(what: string, max: number): GraphQLError {
   return new GraphQLError(`At most ${max} ${what}`, { extensions: { code: ErrorCode.RATE_LIMITED } });

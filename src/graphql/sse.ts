@@ -13,7 +13,7 @@ import type { GraphQLContext } from './context';
 import { AppError, ErrorCode, UnauthenticatedError } from './errors';
 import type { RateLimits } from './rate-limits';
 import type { TrustedDocuments } from './trusted-documents';
-import { errorResult, identityRefusal, one, refusal, streamLimit, tooMany, withContractCode } from './sse-responses';
+import { errorResult, identityRefusal, mutationOverGet, one, refusal, streamLimit, tooMany, withContractCode } from './sse-responses';
 import { SseStreams } from './sse-streams';
 import { createSharedSubscribe } from './subscriptions';
 import { WsOperations } from './ws-operations';
@@ -187,12 +187,7 @@ export function registerGraphqlSse(
       if (Array.isArray(prepared)) return refuse(prepared);
       if (req.method === 'GET' && getOperationAST(prepared.document, prepared.operationName)?.operation === 'mutation') {
         if (context.token) streams.opEnded(context.token, opId!);
-        return refusal(
-          405,
-          'Method Not Allowed',
-          { message: 'Cannot perform mutations over GET', extensions: { code: ErrorCode.BAD_USER_INPUT, reason: 'BAD_REQUEST' } },
-          { allow: 'POST' },
-        );
+        return mutationOverGet();
       }
       context.opId = opId;
       return { ...prepared, contextValue: opts.buildContext(identity) as Ctx };
