@@ -6,7 +6,7 @@ import { contractCode } from './errors';
 /**
  * The log line of one GraphQL operation: name, type, user, duration, statements, error codes. No
  * variables, no content. Over HTTP the codes are as raised (before `formatError`) and `lane` marks
- * a query the query lane answered (http-lane.ts); over WebSocket and SSE (`transport`) the code is
+ * an operation the query lane answered (http-lane.ts); over WebSocket and SSE (`transport`) the code is
  * the contract code the client got, and a subscription is logged once, as it starts or is refused.
  */
 export function logOperation(
